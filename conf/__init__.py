@@ -1,0 +1,1 @@
+"""Hydra configuration groups, shipped as the package ``nnexp.conf`` (see pyproject.toml)."""
