@@ -80,29 +80,35 @@ def fit_scaler(kind: str, X: np.ndarray, value_range: tuple[float, float] | None
     else:
         raise ValueError(f"unknown scaling {kind!r}")  # load() validates; this is a bug
     # Rounding leaves a constant float feature a std of ~1e-16 * |mean|, not 0: treat that as 0.
-    constant = scale <= 1e-12 * np.maximum(np.abs(shift), 1.0)
-    scale[constant] = 1.0
+    # Its computed mean is off by as much, so shift by its actual value: it becomes exactly 0.
+    constant = (scale <= 1e-12 * np.maximum(np.abs(shift), 1.0))[0]
+    scale[:, constant] = 1.0
+    if len(X):
+        shift[:, constant] = X[0, constant]
     return shift, scale
 
 
 def transform(X: np.ndarray, scaler: Scaler, dtype: np.dtype) -> np.ndarray:
     """Return ``(X - shift) / scale`` as a new C-contiguous ``dtype`` array of X's shape.
 
-    The arithmetic runs in ``dtype`` (float32 for a float32 run: half the memory traffic of
-    float64) with the statistics rounded to it once.
+    The arithmetic runs in the wider of X's dtype and ``dtype`` and is rounded to ``dtype`` once:
+    uint8 pixels for a float32 run are computed in float32 (half the memory traffic of float64),
+    float64 tables in float64 (rounding 3.7 to float32 before subtracting it would leave 5e-8).
     """
-    out = np.empty(X.shape, dtype=dtype)
     if scaler is None:
+        out = np.empty(X.shape, dtype=dtype)
         out[...] = X
         return out
-    shift, scale = (a.astype(dtype) for a in scaler)
+    work = np.promote_types(X.dtype, dtype)
+    shift, scale = (a.astype(work) for a in scaler)
+    out = np.empty(X.shape, dtype=work)
     # Divide rather than multiply by 1/scale: 255 / 255 is exactly 1, 255 * (1/255) may not be.
     if shift.any():
         np.subtract(X, shift, out=out)
         np.divide(out, scale, out=out)
     else:  # pixels scaled from (0, 255): one pass over the data instead of two
         np.divide(X, scale, out=out)
-    return out
+    return out if work == dtype else out.astype(dtype)
 
 
 def encode_targets(y: np.ndarray, n_classes: int, kind: str, dtype: np.dtype) -> np.ndarray:
