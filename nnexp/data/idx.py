@@ -153,12 +153,14 @@ def check_pair(images: IdxHeader, labels: IdxHeader) -> None:
 def _mnist_reader():
     """Return python-mnist's loader class, imported with its one known SyntaxWarning silenced.
 
-    python-mnist 0.7 compares strings with ``is 'lists'``; CPython warns when it first compiles
-    that module, and the warning is an error under ``-W error``. Imported here, not at the top,
-    so that ``import nnexp.data`` stays cheap.
+    python-mnist 0.7 compares with literals (``is 'lists'``, ``len(batch) is not 2``); CPython
+    warns when it first compiles that module ('"is" with a literal', '"is not" with a literal';
+    3.12 words them '"is" with 'str' literal'), and under ``-W error`` the warning is an error
+    that makes the import fail. Imported here, not at the top, so that ``import nnexp.data``
+    stays cheap.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message='"is" with ', category=SyntaxWarning)
+        warnings.filterwarnings("ignore", message='"is( not)?" with ', category=SyntaxWarning)
         from mnist import MNIST
 
     class _Reader(MNIST):

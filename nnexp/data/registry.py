@@ -124,6 +124,18 @@ DATASETS: dict[str, Loader] = {
 }
 
 
+# The options every data set may take (which ones depends on its split), checked before
+# anything is fetched so that a typo fails at once, not after a download.
+_COMMON_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "scaling": lambda name, v: check_choice(name, "scaling", v, SCALINGS),
+    "val_fraction": lambda name, v: check_float(name, "val_fraction", v, low=0.0, high=1.0, high_open=True),
+    "test_fraction": lambda name, v: check_float(
+        name, "test_fraction", v, low=0.0, high=1.0, low_open=True, high_open=True
+    ),
+    "limit": lambda name, v: None if v is None else check_int(name, "limit", v, low=1),
+}
+
+
 def _count(name: str, option: str, fraction: float, n: int) -> int:
     """Return how many of ``n`` samples ``fraction`` holds out: at least 1, at most ``n - 1``."""
     k = max(1, round(fraction * n))
@@ -135,8 +147,11 @@ def _count(name: str, option: str, fraction: float, n: int) -> int:
     return k
 
 
-def _split(name: str, loader: Loader, src: Source, opts: Mapping[str, Any], rng) -> tuple:
-    """Return ``(train, val, test)`` as ``(X, y)`` pairs of raw (unscaled) arrays; val may be None."""
+def _split(name: str, loader: Loader, src: Source, common: Mapping[str, Any], rng) -> tuple:
+    """Return ``(train, val, test)`` as ``(X, y)`` pairs of raw (unscaled) arrays; val may be None.
+
+    ``common`` holds the checked common options of ``loader``'s split kind.
+    """
     X, y = src.X, src.y
     if loader.split == REUSE:
         return (X, y), (X, y), (X, y)
@@ -144,21 +159,17 @@ def _split(name: str, loader: Loader, src: Source, opts: Mapping[str, Any], rng)
         pool = np.arange(len(y))
         test = (src.X_test, src.y_test)
     else:
-        test_fraction = check_float(name, "test_fraction", opts["test_fraction"],
-                                    low=0.0, high=1.0, low_open=True, high_open=True)
-        pool, held = stratified_split(y, _count(name, "test_fraction", test_fraction, len(y)), rng)
+        n_test = _count(name, "test_fraction", common["test_fraction"], len(y))
+        pool, held = stratified_split(y, n_test, rng)
         test = (X[held], y[held])
-    limit = opts["limit"]
-    if limit is not None:
-        limit = check_int(name, "limit", limit, low=1)
-        if limit < len(pool):
-            _, keep = stratified_split(y[pool], limit, rng)
-            pool = pool[keep]
-    val_fraction = check_float(name, "val_fraction", opts["val_fraction"],
-                               low=0.0, high=1.0, high_open=True)
+    limit = common["limit"]
+    if limit is not None and limit < len(pool):
+        _, keep = stratified_split(y[pool], limit, rng)
+        pool = pool[keep]
     val = None
-    if val_fraction > 0:
-        rest, held = stratified_split(y[pool], _count(name, "val_fraction", val_fraction, len(pool)), rng)
+    if common["val_fraction"] > 0:
+        n_val = _count(name, "val_fraction", common["val_fraction"], len(pool))
+        rest, held = stratified_split(y[pool], n_val, rng)
         val = (X[pool[held]], y[pool[held]])
         pool = pool[rest]
     return (X[pool], y[pool]), val, test
@@ -215,10 +226,10 @@ def load(
             f"valid options are {', '.join(defaults) or 'none'}"
         )
     opts = defaults | options
-    scaling = check_choice(name, "scaling", opts["scaling"], SCALINGS)
+    common = {k: check(name, opts[k]) for k, check in _COMMON_CHECKS.items() if k in opts}
+    specific = {k: v for k, v in opts.items() if k not in _COMMON_CHECKS}
 
     data_seed, split_seed = np.random.SeedSequence(int(seed)).spawn(2)
-    specific = {k: opts[k] for k in defaults if k not in ("scaling", "val_fraction", "test_fraction", "limit")}
     src = loader.fetch(rng=np.random.default_rng(data_seed), **specific)
     n_classes = len(src.class_names)
     if targets == "binary" and n_classes != 2:
@@ -227,8 +238,8 @@ def load(
             "use targets=one_hot with a softmax output"
         )
 
-    train, val, test = _split(name, loader, src, opts, np.random.default_rng(split_seed))
-    scaler = fit_scaler(scaling, train[0], src.value_range)
+    train, val, test = _split(name, loader, src, common, np.random.default_rng(split_seed))
+    scaler = fit_scaler(common["scaling"], train[0], src.value_range)
 
     def ready(part):
         X, y = part

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +203,13 @@ def test_load_rejects_train_and_test_of_different_sizes(tmp_path, make_idx_set, 
     write_idx(path, np.zeros((30, 20, 20), dtype=np.uint8))
     with pytest.raises(DataError, match=r"\(28, 28\) pixels but test images \(20, 20\)"):
         load("mnist", root=tmp_path, download=False)
+
+
+def test_python_mnist_imports_under_w_error_when_first_compiled(tmp_path):
+    # A fresh pycache prefix makes CPython compile python-mnist again, which is when it warns
+    # about `is 'lists'` and `is not 2`; under -W error those warnings would fail the import.
+    code = "from nnexp.data import idx; idx._mnist_reader(); print('ok')"
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

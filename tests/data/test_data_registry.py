@@ -192,3 +192,10 @@ def test_embedded_data_is_read_without_importing_sklearn():
     code = "import sys; from nnexp.data import load; load('breast_cancer'); load('digits'); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_bad_common_option_fails_before_fetching(tmp_path, dead_url):
+    # root is empty and the mirror dead: a download attempt would give a different error
+    with pytest.raises(DataError, match="data.val_fraction must be"):
+        load("mnist", root=tmp_path, mirrors=[dead_url], val_fraction=2)
+    assert not (tmp_path / "mnist").exists()
