@@ -1,0 +1,96 @@
+"""Composition of every config group option, and validation of bad values before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nnexp import build
+from nnexp.config import flatten, validate
+from nnexp.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ["model", "optimizer", "schedule", "data", "early_stopping", "experiment", "sweep"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+ALL_OPTIONS = [(group, option) for group in GROUPS for option in options(group)]
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"conf/{group}/ has no options"
+
+
+@pytest.mark.parametrize(("group", "option"), ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
+def test_every_option_composes_validates_and_builds(compose, group, option):
+    override = f"+{group}={option}" if group == "sweep" else f"{group}={option}"
+    cfg = compose(override)
+    validate(cfg)
+    # n_inputs/n_outputs of a data set do not matter for building; its loader is tested in tests/data
+    net = build.build_model(cfg, n_inputs=4, n_outputs=1 if build.binary_targets(cfg, 2) else 3)
+    assert [w.shape for w in net.params[::2]][0][0] == 4
+    optimizer = build.build_optimizer(cfg)
+    assert optimizer.lr == pytest.approx(cfg["optimizer"]["lr"])
+    stopper = build.build_early_stopping(cfg)
+    assert (stopper is not None) == cfg["early_stopping"]["enabled"]
+
+
+def test_top_level_lr_reaches_whichever_optimizer(compose):
+    for name in build.OPTIMIZERS:
+        cfg = compose(f"optimizer={name}", "lr=0.0123")
+        assert cfg["optimizer"]["lr"] == 0.0123
+        assert type(build.build_optimizer(cfg)).__name__.lower().startswith(name[:3])
+
+
+def test_model_hidden_override(compose):
+    cfg = compose("model.hidden=[128,64]")
+    net = build.build_model(cfg, 30, 2)
+    assert [W.shape for W in net.params[::2]] == [(30, 128), (128, 64), (64, 2)]
+
+
+def test_every_table_key_builds(compose):
+    for name in build.SCHEDULES:
+        cfg = compose(f"schedule={name}")
+        assert build.build_optimizer(cfg).schedule is not None
+
+
+def test_flatten_uses_dotted_keys():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": 1, "a.c.d": [1, 2], "e": None}
+
+
+BAD_VALUES = [
+    (["lr=-0.1"], "lr must be a number > 0"),
+    (["lr=0"], "lr must be a number > 0"),
+    (["lr=abc"], "lr must be a number"),
+    (["epochs=-3"], "epochs must be a whole number >= 1"),
+    (["epochs=2.5"], "epochs must be a whole number"),
+    (["batch_size=0"], "batch_size must be a whole number >= 1"),
+    (["model.hidden=[]"], "model.hidden must be a non-empty list"),
+    (["model.hidden=[16,0]"], "model.hidden must be a non-empty list"),
+    (["model.activation=relux"], "model.activation must be one of"),
+    (["model.output=identity", "model.loss=cross_entropy"], "model.output/model.loss"),
+    (["dtype=float16"], "dtype must be one of: float32, float64"),
+    (["seed=-1"], "seed must be a whole number >= 0"),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum must be a number"),
+    (["optimizer=adam", "optimizer.beta2=1"], "optimizer.beta2"),
+    (["schedule=step", "schedule.step_size=0"], "schedule.step_size"),
+    (["early_stopping.patience=0"], "early_stopping.patience"),
+    (["early_stopping.monitor=train_loss"], "early_stopping.monitor must be one of"),
+    (["progress=maybe"], "progress must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_bad_values_give_one_line_naming_the_key(compose, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(compose(*overrides))
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+    key = overrides[-1].split("=")[0]
+    assert key in text or "model.output" in text
