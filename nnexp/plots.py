@@ -1,0 +1,118 @@
+"""Pictures of training: learning curves of one run, and comparisons across a sweep.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no GUI backend, no global
+state), so plotting is safe in worker processes and on machines without a display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def _figure(n_panels: int, width: float = 5.0, height: float = 3.6):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * n_panels, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(1, n_panels, squeeze=False)[0]
+
+
+def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
+                    best_epoch: int | None = None, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train and validation, with the best epoch marked.
+
+    ``rows`` are per-epoch dicts with train_loss, train_acc and optionally val_loss, val_acc
+    (as :meth:`nnexp.core.History.rows` returns them); epochs are numbered from 1.
+    """
+    figure, (loss_axis, acc_axis) = _figure(2)
+    epochs = range(1, len(rows) + 1)
+    for axis, metric, label in ((loss_axis, "loss", "loss"), (acc_axis, "acc", "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            key = f"{split}_{metric}"
+            if rows and key in rows[0]:
+                axis.plot(epochs, [row[key] for row in rows], style, label=split)
+        if best_epoch is not None:
+            axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    if title:
+        figure.suptitle(title)
+    figure.savefig(path, dpi=100)
+    return Path(path)
+
+
+def overlay_curves(histories: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
+                   path: str | Path) -> Path:
+    """Validation loss and accuracy of many runs on shared axes, one line per run.
+
+    ``histories`` maps a run's name to ``{metric: [(epoch, value), ...]}`` for val_loss and
+    val_acc (train_loss is drawn instead where a run has no validation curve).
+    """
+    figure, (loss_axis, acc_axis) = _figure(2, width=6.0, height=4.2)
+    for name, metrics in sorted(histories.items()):
+        loss = metrics.get("val_loss") or metrics.get("train_loss") or []
+        if loss:
+            line, = loss_axis.plot(*zip(*sorted(loss)), label=name, linewidth=1.2)
+            accuracy = metrics.get("val_acc") or []
+            if accuracy:
+                acc_axis.plot(*zip(*sorted(accuracy)), color=line.get_color(), linewidth=1.2)
+    loss_axis.set_yscale("log")
+    for axis, label in ((loss_axis, "validation loss (log)"), (acc_axis, "validation accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    if histories:
+        loss_axis.legend(fontsize="small", ncols=1 + len(histories) // 12)
+    figure.savefig(path, dpi=100)
+    return Path(path)
+
+
+def _as_number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def score_against(rows: Sequence[Mapping], key: str, group_key: str | None, path: str | Path,
+                  score: str = "best_val_loss") -> Path:
+    """``score`` of every finished run against the swept value ``key``, one line per value of
+    ``group_key`` (e.g. best validation loss against lr, one line per optimizer).
+
+    Numeric values go on a log axis when they are positive and span more than a factor of 10;
+    other values are placed in order of first appearance. Diverged and failed runs are left out
+    (their score is not finite) and counted in the title.
+    """
+    figure, (axis,) = _figure(1, width=6.0, height=4.2)
+    usable = [r for r in rows if _as_number(r.get(score)) is not None and math.isfinite(float(r[score]))
+              and r.get("outcome") in ("finished", "early_stopped")]
+    values = [r.get(key) for r in usable]
+    numeric = all(_as_number(v) is not None for v in values) and values
+    positions = ({v: _as_number(v) for v in values} if numeric
+                 else {v: i for i, v in enumerate(dict.fromkeys(values))})
+    groups: dict = {}
+    for row in usable:
+        groups.setdefault(row.get(group_key) if group_key else "all runs", []).append(row)
+    for group, members in sorted(groups.items(), key=lambda item: str(item[0])):
+        points = sorted((positions[r.get(key)], float(r[score])) for r in members)
+        axis.plot(*zip(*points), marker="o", label=f"{group_key}={group}" if group_key else group)
+    if numeric:
+        xs = [x for x in positions.values()]
+        if min(xs) > 0 and max(xs) / min(xs) > 10:
+            axis.set_xscale("log")
+    else:
+        axis.set_xticks(list(positions.values()), [str(v) for v in positions])
+    left_out = len(rows) - len(usable)
+    axis.set_title(f"{score} against {key}" + (f" ({left_out} diverged/failed left out)" if left_out else ""))
+    axis.set_xlabel(key)
+    axis.set_ylabel(score)
+    axis.grid(alpha=0.3)
+    if groups:
+        axis.legend(fontsize="small")
+    figure.savefig(path, dpi=100)
+    return Path(path)

@@ -1,0 +1,14 @@
+"""MLflow tracking: the only package that imports MLflow, and only when it is used.
+
+- :mod:`~nnexp.tracking.store`: resolve the URI, open the store and experiment, end stale runs.
+- :mod:`~nnexp.tracking.run`: one run, with buffered metric logging and a truthful end status.
+- :mod:`~nnexp.tracking.model`: the best weights as an MLflow pyfunc model.
+"""
+
+from nnexp.tracking.run import TAG_STOP_REASON, TrackedRun
+from nnexp.tracking.store import (
+    TAG_ERROR, Store, default_uri, mark_stale_runs_failed, open_store, resolve_uri,
+)
+
+__all__ = ["TAG_ERROR", "TAG_STOP_REASON", "Store", "TrackedRun", "default_uri",
+           "mark_stale_runs_failed", "open_store", "resolve_uri"]

@@ -1,0 +1,127 @@
+"""One MLflow run: start it, log into it cheaply, and always end it with a truthful status.
+
+Per-epoch metrics are buffered and written with one ``log_batch`` call at most every
+``flush_seconds`` (and always when the run ends): each SQLite write is a transaction with an
+fsync, so one call per value would cost more than training a small model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nnexp.tracking.store import TAG_ERROR, TAG_HOST, TAG_PID, Store
+
+# MLflow limits: values per log_batch call, and characters per param value.
+MAX_BATCH = 1000
+MAX_PARAM_LENGTH = 6000
+
+TAG_PARENT = "mlflow.parentRunId"
+TAG_STOP_REASON = "nnexp.stop_reason"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrackedRun:
+    """A started MLflow run.
+
+    Use :meth:`log_epoch` as the training loop's ``on_epoch`` callback; finish with
+    :meth:`end`. ``status`` is one of MLflow's FINISHED, FAILED or KILLED.
+    """
+
+    def __init__(self, store: Store, run_id: str, flush_seconds: float = 1.0):
+        self.store = store
+        self.client = store.client
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+        self.ended = False
+
+    @classmethod
+    def start(cls, store: Store, run_name: str, tags: Mapping[str, str] | None = None,
+              parent_run_id: str | None = None, flush_seconds: float = 1.0) -> "TrackedRun":
+        """Create a RUNNING run in the store's experiment, nested under ``parent_run_id`` if given.
+
+        The run is tagged with this process's id and host so that a later invocation can tell
+        a run whose process died (SIGKILL) from one still training (see ``mark_stale_runs_failed``).
+        """
+        all_tags = {TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname(), **(tags or {})}
+        if parent_run_id:
+            all_tags[TAG_PARENT] = parent_run_id
+        run = store.client.create_run(store.experiment_id, run_name=run_name, tags=all_tags)
+        return cls(store, run.info.run_id, flush_seconds)
+
+    @classmethod
+    def attach(cls, store: Store, run_id: str) -> "TrackedRun":
+        """An existing run (e.g. a sweep's parent reopened to resume it)."""
+        return cls(store, run_id)
+
+    # -- logging ------------------------------------------------------------------------------
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a call
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Queue metrics at ``step``; written at the next flush."""
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        self._pending.extend(Metric(key, float(value), stamp, step) for key, value in metrics.items())
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """``on_epoch`` callback: queue this epoch's metrics with ``step=epoch``; flush when due."""
+        self.log_metrics(metrics, step=epoch)
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued metric point (in as few calls as MLflow allows)."""
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=pending[start:start + MAX_BATCH])
+        self._last_flush = time.monotonic()
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, local_file: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_file), artifact_path)
+
+    # -- ending ---------------------------------------------------------------------------------
+    def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """Flush what is queued and close the run with ``status``; safe to call twice.
+
+        If the flush itself fails (the store went away), the run is still closed so that it is
+        never left RUNNING, and the flush error is re-raised afterwards.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        flush_error = None
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - recorded below, re-raised after closing
+            flush_error = exc
+            error = error or f"metrics could not be written: {exc}"
+        if error:
+            self.client.set_tag(self.run_id, TAG_ERROR, " ".join(error.split())[:MAX_PARAM_LENGTH])
+        self.client.set_terminated(self.run_id, status)
+        if flush_error is not None:
+            raise flush_error

@@ -1,0 +1,191 @@
+"""Where runs are kept: resolving the tracking URI, opening the store, getting the experiment.
+
+The default store is ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under
+``<cwd>/mlruns/artifacts/``, so everything a run writes lives in one git-ignored folder.
+``MLFLOW_TRACKING_URI`` or ``tracking.uri`` in the config choose another store.
+
+Why the care: a new SQLite database is created by running schema migrations, and several
+processes doing that at once break it; an experiment created by two jobs at once makes one of
+them fail. So a sweep opens the store and makes the experiment once, before its jobs start
+(:func:`open_store` from the sweep callback), and every run is started with an explicit
+experiment id.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from nnexp.errors import TrackingError
+
+# URI schemes MLflow can track to; anything else is almost certainly a typo.
+KNOWN_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
+                 "databricks", "databricks-uc"}
+
+# Tags nnexp puts on every run (MLflow's own tags start with "mlflow.").
+TAG_PID = "nnexp.pid"
+TAG_HOST = "nnexp.host"
+TAG_ERROR = "nnexp.error"
+
+
+def default_uri() -> str:
+    """``sqlite:///`` + the absolute path of ``mlruns/mlflow.db`` under the working directory."""
+    return f"sqlite:///{Path('mlruns').resolve() / 'mlflow.db'}"
+
+
+def resolve_uri(configured: str | None = None) -> str:
+    """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else :func:`default_uri`.
+
+    A URI whose scheme MLflow cannot use, or a SQLite URI without a path, raises
+    :class:`TrackingError` naming where the value came from.
+    """
+    source, uri = "tracking.uri", configured
+    if not uri:
+        source, uri = "MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return default_uri()
+    scheme = urlparse(uri).scheme
+    if scheme == "" and "://" not in uri:
+        # a plain folder: MLflow's old file store, refused by MLflow 3 unless explicitly allowed
+        raise TrackingError(f"{source}={uri!r} is a folder, not a tracking URI; use "
+                            f"sqlite:///{Path(uri).resolve() / 'mlflow.db'} or unset it")
+    if scheme not in KNOWN_SCHEMES:
+        raise TrackingError(f"{source}={uri!r} is not a tracking URI MLflow can use "
+                            f"(expected e.g. sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000)")
+    if scheme == "sqlite" and not uri.removeprefix("sqlite:///").strip():
+        raise TrackingError(f"{source}={uri!r} names no database file (e.g. sqlite:///mlruns/mlflow.db)")
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def _check_writable(db: Path) -> None:
+    """Fail early, in one line, when the database folder cannot be created or written."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrackingError(f"cannot create the MLflow store folder {db.parent}: "
+                            f"{error.strerror} (choose another with MLFLOW_TRACKING_URI)") from None
+    if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise TrackingError(f"the MLflow store {db} is not writable "
+                            f"(fix its permissions or choose another with MLFLOW_TRACKING_URI)")
+    if db.exists() and db.stat().st_size:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+                connection.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); "
+                                f"move it aside or choose another with MLFLOW_TRACKING_URI") from None
+
+
+@dataclass
+class Store:
+    """An opened tracking store and the experiment runs go to."""
+
+    client: object  # mlflow.tracking.MlflowClient
+    uri: str
+    experiment_id: str
+    experiment_name: str
+
+
+def artifact_root(uri: str, experiment_name: str) -> str | None:
+    """Artifacts of a SQLite store go beside the database: ``<db folder>/artifacts/<name>``."""
+    db = sqlite_path(uri)
+    if db is None:
+        return None  # the server or database decides
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
+    return (db.resolve().parent / "artifacts" / safe).as_uri()
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's chatter (INFO logs, artifact progress bars, telemetry) out of our terminal."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def open_store(uri: str, experiment_name: str) -> Store:
+    """Open (creating if needed) the store at ``uri`` and the experiment called ``experiment_name``.
+
+    Safe to call from several processes on an existing database; a sweep calls it once before
+    its jobs start so that they never race on creating the database or the experiment.
+    """
+    quiet_mlflow()
+    db = sqlite_path(uri)
+    if db is not None:
+        _check_writable(db)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(
+                    experiment_name, artifact_location=artifact_root(uri, experiment_name))
+            except MlflowException:
+                # another process created it between our look-up and our create
+                experiment = client.get_experiment_by_name(experiment_name)
+                if experiment is None:
+                    raise
+                experiment_id = experiment.experiment_id
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                raise TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
+                                    f"in the MLflow UI or choose another with tracking.experiment=...")
+            experiment_id = experiment.experiment_id
+    except MlflowException as error:
+        message = " ".join(str(error).split())[:300]
+        raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
+    store = Store(client, uri, experiment_id, experiment_name)
+    mark_stale_runs_failed(store)
+    return store
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs_failed(store: Store) -> list[str]:
+    """End as FAILED every RUNNING run of this experiment whose process on this host is gone.
+
+    A run killed with SIGKILL (or by a power cut) cannot end itself; the next invocation on the
+    same machine notices that its process no longer exists and says so in the run's tags.
+    Runs of other hosts are left alone: we cannot see their processes. Returns the run ids.
+    """
+    host = socket.gethostname()
+    client = store.client
+    stale = []
+    runs = client.search_runs([store.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                              max_results=1000)
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
+            continue
+        pid = int(tags[TAG_PID])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        client.set_tag(run.info.run_id, TAG_ERROR,
+                       f"process {pid} on {host} ended without closing the run (killed?)")
+        client.set_terminated(run.info.run_id, "FAILED")
+        stale.append(run.info.run_id)
+    return stale
