@@ -22,3 +22,21 @@ class DataError(NnexpError):
 
 class TrackingError(NnexpError):
     """The MLflow store cannot be opened or written."""
+
+
+def one_line(error: BaseException) -> str:
+    """A one-line description of ``error`` and its first cause.
+
+    Hydra's and OmegaConf's messages span several lines (the options of a group one per line,
+    ``full_key:`` and ``object_type=`` details); they are folded into one.
+    """
+    lines = [line.strip() for line in str(error).splitlines()]
+    text = " ".join(line for line in lines
+                    if line and not line.startswith(("full_key:", "object_type=", "reference_type=")))
+    text = text.replace(" Available options in", "; available options in")
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause).strip():
+        first = str(cause).strip().splitlines()[0]
+        if first not in text:
+            text = f"{text} ({first})"
+    return text or type(error).__name__

@@ -1,0 +1,282 @@
+"""One experiment, read top to bottom: config → data → build → fit → log.
+
+:func:`run` takes a plain, resolved config dict (what ``conf/`` composes) and knows nothing of
+Hydra, so the command line, the sweep machinery, the tests and a Python user all go through
+the same function. MLflow is reached only through :mod:`nnexp.tracking`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nnexp
+from nnexp.config import flatten, validate
+
+TAG_CONFIG_HASH = "nnexp.config_hash"
+UNHASHED_KEYS = {"progress", "tracking.resume", "tracking.run_name", "tracking.log_model"}
+
+# gradcheck mode: how many training samples, and the largest relative error that passes
+GRADCHECK_SAMPLES = 16
+GRADCHECK_TOLERANCE = 1e-6
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run ends as KILLED like on Ctrl-C."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its MLflow id and status, and the numbers a sweeper optimises."""
+
+    run_id: str | None
+    status: str  # FINISHED, FAILED or KILLED
+    stop_reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    experiment: str = ""
+    tracking_uri: str = ""
+
+    @property
+    def objective(self) -> float:
+        """Best validation loss (lower is better); +inf for a run that never had a finite one."""
+        value = self.metrics.get("best_val_loss", math.inf)
+        return value if math.isfinite(value) else math.inf
+
+
+def run_name(cfg: Mapping[str, Any]) -> str:
+    """A readable name such as ``adam-lr0.001-16x8`` unless the config names the run."""
+    if cfg["tracking"].get("run_name"):
+        return cfg["tracking"]["run_name"]
+    widths = "x".join(str(w) for w in cfg["model"]["hidden"])
+    return f"{cfg['optimizer']['name']}-lr{cfg['optimizer']['lr']:g}-{widths}"
+
+
+def _git_commit() -> str | None:
+    """The commit of the nnexp source tree, when it is a git checkout (not in a wheel)."""
+    source = Path(nnexp.__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def load_data(cfg: Mapping[str, Any], dtype: str | None = None):
+    """The data set of ``cfg["data"]`` in the run's dtype, with the targets its model needs:
+    one-hot, or a 0/1 column for a sigmoid output on a two-class set (see build.binary_targets)."""
+    from nnexp.build import binary_targets
+    from nnexp.data import load
+
+    options = {k: v for k, v in cfg["data"].items() if k != "name"}
+    name, dtype = cfg["data"]["name"], dtype or cfg["dtype"]
+    data = load(name, dtype=dtype, targets="one_hot", seed=cfg["seed"], **options)
+    if binary_targets(cfg, data.n_classes):
+        # two-class sets are small and embedded: loading again costs milliseconds
+        data = load(name, dtype=dtype, targets="binary", seed=cfg["seed"], **options)
+    return data
+
+
+def open_experiment(cfg: Mapping[str, Any], experiment: str | None = None):
+    """The tracking store of ``cfg`` and its experiment (by default named after the data set)."""
+    from nnexp import tracking
+
+    uri = tracking.resolve_uri(cfg["tracking"].get("uri"))
+    name = experiment or cfg["tracking"].get("experiment") or cfg["data"]["name"]
+    return tracking.open_store(uri, name)
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """Identifies what a run computes: the resolved config without the keys that only change
+    how it is shown or recorded (progress bar, resume switch, run name)."""
+    relevant = {k: v for k, v in flatten(cfg).items() if k not in UNHASHED_KEYS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def find_finished_run(store, key: str) -> RunResult | None:
+    """The latest FINISHED run of this experiment with config hash ``key``, as a SKIPPED result."""
+    runs = store.client.search_runs(
+        [store.experiment_id], filter_string=f"tags.`{TAG_CONFIG_HASH}` = '{key}' and "
+                                             f"attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    found = runs[0]
+    return RunResult(found.info.run_id, "SKIPPED", found.data.tags.get("nnexp.stop_reason", "completed"),
+                     dict(found.data.metrics), store.experiment_name, store.uri)
+
+
+def _install_sigterm_handler():
+    """Turn SIGTERM into :class:`Terminated` while a run trains; returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM")
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), parent_run_id: str | None = None,
+        experiment: str | None = None, show_progress: bool | None = None) -> RunResult:
+    """Validate ``cfg``, train the model it describes and record everything in MLflow.
+
+    Bad input raises :class:`~nnexp.errors.NnexpError` before any MLflow run exists. Once the
+    run exists it always ends: FINISHED (completed or early-stopped), FAILED (diverged, with its
+    curves kept, or any error, with the message in the ``nnexp.error`` tag) or KILLED (Ctrl-C or
+    SIGTERM, with every epoch logged so far); the exception, if any, is re-raised with the run's
+    id in its ``nnexp_run_id`` attribute.
+
+    ``experiment`` overrides the config's (a sweep files every job under its parent's);
+    ``show_progress`` None shows a bar only on a terminal.
+    With ``tracking.resume`` true, a config that already has a FINISHED run is not trained
+    again: the earlier run's result is returned with status SKIPPED.
+    """
+    validate(cfg)
+    if cfg["mode"] == "gradcheck":
+        return run_gradcheck(cfg, overrides=overrides, parent_run_id=parent_run_id,
+                             experiment=experiment)
+
+    # -- data and model: everything that can fail on bad input happens before the run exists --
+    from nnexp import build, tracking
+    from nnexp.core import fit
+
+    data = load_data(cfg)
+    net = build.build_model(cfg, data.n_inputs, data.n_outputs)
+    optimizer = build.build_optimizer(cfg)
+    early_stopping = build.build_early_stopping(cfg)
+    store = open_experiment(cfg, experiment)
+    key = config_hash(cfg)
+    if cfg["tracking"]["resume"]:
+        earlier = find_finished_run(store, key)
+        if earlier is not None:
+            return earlier
+
+    # -- the run: from here on, every way out ends it -------------------------------------------
+    tags = {"nnexp.version": nnexp.__version__, "nnexp.mode": "train",
+            "nnexp.data": cfg["data"]["name"], "nnexp.overrides": " ".join(overrides) or "(none)",
+            TAG_CONFIG_HASH: key}
+    commit = _git_commit()
+    if commit:
+        tags["nnexp.git_commit"] = commit
+    mlflow_run = tracking.TrackedRun.start(store, run_name(cfg), tags=tags, parent_run_id=parent_run_id)
+    old_handler = _install_sigterm_handler()
+    try:
+        mlflow_run.log_params(flatten(cfg))
+        from nnexp.progress import ProgressBar
+
+        with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
+            def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+                mlflow_run.log_epoch(epoch, metrics)
+                bar.epoch_done(epoch, metrics)
+
+            history = fit(net, optimizer, train=data.train, val=data.val, epochs=cfg["epochs"],
+                          batch_size=cfg["batch_size"], early_stopping=early_stopping,
+                          seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress)
+
+        # The logged model and the test scores are both the best-validation weights.
+        if history.best_params is not None:
+            for live, best in zip(net.params, history.best_params):
+                live[...] = best
+        metrics = final_metrics(net, data, history)
+        mlflow_run.log_metrics(metrics)
+        mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
+        _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
+        diverged = history.stop_reason == "diverged"
+        status = "FAILED" if diverged else "FINISHED"
+        mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
+                                     f"(try a smaller lr)" if diverged else None)
+        return RunResult(mlflow_run.run_id, status, history.stop_reason, metrics,
+                         store.experiment_name, store.uri)
+    except KeyboardInterrupt as interrupt:
+        reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
+        mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
+        mlflow_run.end("KILLED", error=reason)
+        raise
+    except BaseException as error:
+        mlflow_run.end("FAILED", error=f"{type(error).__name__}: {error}")
+        error.nnexp_run_id = mlflow_run.run_id
+        raise
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+
+def final_metrics(net, data, history) -> dict[str, float]:
+    """test_loss, test_acc, best_val_loss, best_epoch and epochs_run, as MLflow metrics."""
+    from nnexp.core import evaluate
+
+    test_loss, test_acc = evaluate(net, *data.test)
+    best_val = history.best("val_loss") if history.val_loss and history.best_epoch else math.nan
+    return {"test_loss": test_loss, "test_acc": test_acc, "best_val_loss": best_val,
+            "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
+
+
+def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> None:
+    """config.yaml, learning_curves.png, weights.npz and (optionally) the pyfunc model."""
+    import yaml
+
+    from nnexp.plots import learning_curves
+
+    with tempfile.TemporaryDirectory(prefix="nnexp-") as tmp:
+        folder = Path(tmp)
+        (folder / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+        learning_curves(history.rows(), folder / "learning_curves.png",
+                        best_epoch=history.best_epoch, title=run_name(cfg))
+        weights = folder / "weights.npz"
+        net.save_npz(weights)
+        mlflow_run.log_artifacts(folder)
+        if log_model:
+            from nnexp.tracking.model import save_pyfunc
+
+            model_dir = save_pyfunc(weights, folder / "pyfunc", data.n_inputs, data.n_outputs,
+                                    cfg["dtype"])
+            mlflow_run.log_artifacts(model_dir, "model")
+
+
+def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
+                  parent_run_id: str | None = None, experiment: str | None = None) -> RunResult:
+    """Compare backprop with central differences for the configured model, in float64.
+
+    Uses the first :data:`GRADCHECK_SAMPLES` training samples; prints the max relative error of
+    every parameter array and logs them as metrics ``gradcheck_W1``, ``gradcheck_b1``, ...
+    The run is FINISHED when every error is below :data:`GRADCHECK_TOLERANCE`, else FAILED.
+    """
+    from nnexp import build, tracking
+    from nnexp.core import gradcheck
+
+    data = load_data(cfg, dtype="float64")
+    net = build.build_model(cfg, data.n_inputs, data.n_outputs, dtype="float64")
+    X, Y = (array[:GRADCHECK_SAMPLES] for array in data.train)
+    errors = gradcheck(net, X, Y)
+    worst = max(errors.values())
+    passed = worst < GRADCHECK_TOLERANCE
+    for name, error in errors.items():
+        print(f"{name:>6}  max relative error {error:.3e}  {'ok' if error < GRADCHECK_TOLERANCE else 'FAIL'}")
+
+    store = open_experiment(cfg, experiment)
+    mlflow_run = tracking.TrackedRun.start(
+        store, f"gradcheck-{run_name(cfg)}", parent_run_id=parent_run_id,
+        tags={"nnexp.version": nnexp.__version__, "nnexp.mode": "gradcheck",
+              "nnexp.overrides": " ".join(overrides) or "(none)"})
+    try:
+        mlflow_run.log_params(flatten(cfg))
+        metrics = {f"gradcheck_{name}": error for name, error in errors.items()}
+        metrics["gradcheck_max"] = worst
+        mlflow_run.log_metrics(metrics)
+    finally:
+        mlflow_run.end("FINISHED" if passed else "FAILED",
+                       error=None if passed else f"gradient check failed: max relative error {worst:.2e}")
+    return RunResult(mlflow_run.run_id, "FINISHED" if passed else "FAILED",
+                     "gradcheck", metrics, store.experiment_name, store.uri)

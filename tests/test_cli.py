@@ -1,0 +1,119 @@
+"""The real command line, in subprocesses: ``python -m nnexp ...`` as a user types it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def client_for(cwd):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+
+
+def only_run(cwd):
+    client = client_for(cwd)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return client, runs[0]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory with no tracking URI set: the default store is used."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def test_run_as_written_records_everything_and_the_model_predicts(workdir, monkeypatch):
+    result = run_cli("optimizer=adam", "lr=0.001", "epochs=8", cwd=workdir, check=True)
+    assert "test_acc=" in result.stdout and "python -m nnexp.ui" in result.stdout
+    client, run = only_run(workdir)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "adam-lr0.001-16x8"
+    assert client.get_experiment(run.info.experiment_id).name == "breast_cancer"
+    assert run.data.tags["nnexp.overrides"] == "optimizer=adam lr=0.001 epochs=8"
+    assert (workdir / "mlruns" / "artifacts").is_dir()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "learning_curves.png", "weights.npz", "model"} <= artifacts
+
+    # the pyfunc model returns the probabilities of the network rebuilt from weights.npz
+    import mlflow.pyfunc
+
+    from nnexp.core import MLP
+
+    env_uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)
+    weights = client.download_artifacts(run.info.run_id, "weights.npz", str(workdir))
+    net = MLP.load_npz(weights)
+    X = np.random.default_rng(0).normal(size=(7, 30))
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    np.testing.assert_allclose(np.asarray(model.predict(X)), net.predict_proba(X), rtol=1e-12)
+
+    # and so does `mlflow models predict` offline, on the same input
+    (workdir / "input.json").write_text(json.dumps({"inputs": X.tolist()}))
+    predicted = subprocess.run(
+        [sys.executable, "-m", "mlflow", "models", "predict", "-m", f"runs:/{run.info.run_id}/model",
+         "-i", str(workdir / "input.json"), "-t", "json", "--env-manager", "local"],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env=os.environ.copy())
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    payload = json.loads(predicted.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.asarray(payload["predictions"]), net.predict_proba(X), rtol=1e-9)
+
+
+def test_help_lists_groups_and_options(workdir):
+    result = run_cli("--help", cwd=workdir, check=True)
+    for text in ("optimizer: adagrad, adam, momentum, nesterov, rmsprop, sgd",
+                 "model:", "data:", "early_stopping: off, patience", "experiment:"):
+        assert text in result.stdout
+
+
+def test_cfg_job_shows_the_composed_config(workdir):
+    result = run_cli("optimizer=rmsprop", "lr=0.02", "--cfg", "job", cwd=workdir, check=True)
+    assert "name: rmsprop" in result.stdout and "lr: 0.02" in result.stdout
+    assert not (workdir / "mlruns").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["optimizer=adamw"], "optimizer"),
+    (["foo=1"], "foo"),
+    (["lr=-0.1"], "lr must be a number > 0"),
+    (["batch_size=0"], "batch_size"),
+    (["model.hidden=[]"], "model.hidden"),
+    (["model.activation=relux"], "model.activation"),
+])
+def test_bad_input_is_one_line_and_creates_no_run(workdir, args, message):
+    result = run_cli(*args, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nnexp: error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+    db = workdir / "mlruns" / "mlflow.db"
+    if db.exists():
+        client = client_for(workdir)
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_gradcheck_mode_prints_errors(workdir):
+    result = run_cli("mode=gradcheck", cwd=workdir, check=True)
+    assert "W1" in result.stdout and "max relative error" in result.stdout
+
+
+def test_diverged_run_exits_3_and_is_failed(workdir):
+    result = run_cli("optimizer=sgd", "lr=1e6", "model.activation=identity", "early_stopping=off",
+                     "epochs=20", "tracking.log_model=false", cwd=workdir)
+    assert result.returncode == 3, result.stderr
+    _, run = only_run(workdir)
+    assert run.info.status == "FAILED" and run.data.tags["nnexp.stop_reason"] == "diverged"
