@@ -31,7 +31,10 @@ def main() -> None:
     from nnexp.errors import one_line
 
     try:
-        cli.hydra_app()
+        try:
+            cli.hydra_app()
+        except sweep.SweepAborted as aborted:
+            raise aborted.error from None
         if cli.last_error is not None:
             raise cli.last_error
     except KeyboardInterrupt as interrupt:

@@ -128,8 +128,9 @@ def _install_sigterm_handler():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), parent_run_id: str | None = None,
-        experiment: str | None = None, show_progress: bool | None = None) -> RunResult:
+def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None, experiment: str | None = None,
+        show_progress: bool | None = None) -> RunResult:
     """Validate ``cfg``, train the model it describes and record everything in MLflow.
 
     Bad input raises :class:`~nnexp.errors.NnexpError` before any MLflow run exists. Once the
@@ -138,6 +139,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), parent_run_id:
     SIGTERM, with every epoch logged so far); the exception, if any, is re-raised with the run's
     id in its ``nnexp_run_id`` attribute.
 
+    ``choices`` are the config groups' chosen options (``{"model": "small", ...}``), logged as
+    params ``group.<name>`` so that runs can be compared by preset;
     ``experiment`` overrides the config's (a sweep files every job under its parent's);
     ``show_progress`` None shows a bar only on a terminal.
     With ``tracking.resume`` true, a config that already has a FINISHED run is not trained
@@ -173,7 +176,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), parent_run_id:
     mlflow_run = tracking.TrackedRun.start(store, run_name(cfg), tags=tags, parent_run_id=parent_run_id)
     old_handler = _install_sigterm_handler()
     try:
-        mlflow_run.log_params(flatten(cfg))
+        mlflow_run.log_params(flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()})
         from nnexp.progress import ProgressBar
 
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:

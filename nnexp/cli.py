@@ -33,7 +33,7 @@ def hydra_app(cfg: DictConfig) -> float:
 
     try:
         result = app.run(_plain(cfg), overrides=list(hydra_cfg.overrides.task),
-                         show_progress=None if cfg.get("progress") else False)
+                         choices=_choices(hydra_cfg), show_progress=None if cfg.get("progress") else False)
     except Exception as error:  # noqa: BLE001 - re-raised by __main__ once Hydra has returned
         last_error = error
         return math.inf
@@ -44,6 +44,12 @@ def hydra_app(cfg: DictConfig) -> float:
 
 def _plain(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def _choices(hydra_cfg: DictConfig) -> dict[str, str]:
+    """The option chosen in each of our config groups (Hydra's own groups left out)."""
+    return {str(group): str(option) for group, option in hydra_cfg.runtime.choices.items()
+            if not str(group).startswith("hydra/") and option is not None}
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig) -> float:
@@ -58,7 +64,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig) -> float:
     n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
     show = None if cfg.get("progress") and n_jobs in (None, 1) else False
     try:
-        result = app.run(_plain(cfg), overrides=overrides, show_progress=show,
+        result = app.run(_plain(cfg), overrides=overrides, choices=_choices(hydra_cfg), show_progress=show,
                          parent_run_id=os.environ.get(sweep.PARENT_RUN_ENV),
                          experiment=os.environ.get(sweep.EXPERIMENT_ENV))
     except Exception as error:  # noqa: BLE001 - recorded; the sweep goes on

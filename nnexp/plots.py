@@ -20,6 +20,14 @@ def _figure(n_panels: int, width: float = 5.0, height: float = 3.6):
     return figure, figure.subplots(1, n_panels, squeeze=False)[0]
 
 
+def _epoch_axis(axis) -> None:
+    """Epochs are whole numbers: no 1.25 ticks on short runs."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
                     best_epoch: int | None = None, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and validation, with the best epoch marked.
@@ -36,7 +44,7 @@ def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
                 axis.plot(epochs, [row[key] for row in rows], style, label=split)
         if best_epoch is not None:
             axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
@@ -63,7 +71,7 @@ def overlay_curves(histories: Mapping[str, Mapping[str, Sequence[tuple[int, floa
                 acc_axis.plot(*zip(*sorted(accuracy)), color=line.get_color(), linewidth=1.2)
     loss_axis.set_yscale("log")
     for axis, label in ((loss_axis, "validation loss (log)"), (acc_axis, "validation accuracy")):
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     if histories:
@@ -103,7 +111,7 @@ def score_against(rows: Sequence[Mapping], key: str, group_key: str | None, path
         axis.plot(*zip(*points), marker="o", label=f"{group_key}={group}" if group_key else group)
     if numeric:
         xs = [x for x in positions.values()]
-        if min(xs) > 0 and max(xs) / min(xs) > 10:
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
             axis.set_xscale("log")
     else:
         axis.set_xticks(list(positions.values()), [str(v) for v in positions])

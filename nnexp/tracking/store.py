@@ -107,11 +107,10 @@ def artifact_root(uri: str, experiment_name: str) -> str | None:
 
 
 def quiet_mlflow() -> None:
-    """Keep MLflow's chatter (INFO logs, artifact progress bars, telemetry) out of our terminal."""
+    """Keep MLflow's INFO chatter (database migrations, ...) out of our terminal; call it after
+    importing MLflow, which sets its own log level on import."""
     import logging
 
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -122,12 +121,15 @@ def open_store(uri: str, experiment_name: str) -> Store:
     Safe to call from several processes on an existing database; a sweep calls it once before
     its jobs start so that they never race on creating the database or the experiment.
     """
-    quiet_mlflow()
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
 
     client = MlflowClient(tracking_uri=uri)
     try:

@@ -1,0 +1,179 @@
+"""Compare the runs of a sweep: counts, a ranked table, a CSV and plots.
+
+Used at the end of every sweep (written into the parent run) and by ``python -m nnexp.compare``
+for sweeps already done. Rows come from the parent's nested child runs in MLflow, plus the jobs
+that failed before their run existed (read from the jobs' ``nnexp_result.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Columns of the comparison table, after the swept parameters.
+SCORE_COLUMNS = ("best_val_loss", "test_acc", "test_loss", "best_epoch", "epochs_run")
+# Outcomes a sweep counts, from each job's (status, stop_reason).
+OUTCOMES = ("finished", "early_stopped", "diverged", "failed", "killed", "skipped")
+
+
+def outcome(status: str, stop_reason: str | None) -> str:
+    """One of :data:`OUTCOMES` for a job's or run's status and stop reason."""
+    if status == "SKIPPED":
+        return "skipped"
+    if status == "KILLED":
+        return "killed"
+    if stop_reason == "diverged":
+        return "diverged"
+    if status == "FAILED":
+        return "failed"
+    return "early_stopped" if stop_reason == "early_stopped" else "finished"
+
+
+def param_for(key: str, params: Mapping[str, str]) -> str:
+    """The logged param that a swept key sets: ``lr`` → ``lr``; a config group such as
+    ``model`` or ``optimizer`` → ``group.model`` (the preset's name)."""
+    key = key.lstrip("+~")
+    return f"group.{key}" if key not in params and f"group.{key}" in params else key
+
+
+def child_rows(client, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per nested run of ``parent_run_id``: name, id, outcome, swept values and scores."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=5000)
+    rows = []
+    for run in runs:
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        row: dict[str, Any] = {"run_name": run.info.run_name, "run_id": run.info.run_id,
+                               "outcome": outcome(run.info.status, tags.get("nnexp.stop_reason")),
+                               "overrides": tags.get("nnexp.overrides", "")}
+        for key in swept:
+            row[key] = params.get(param_for(key, params))
+        for column in SCORE_COLUMNS:
+            row[column] = metrics.get(column, math.nan)
+        row["error"] = tags.get("nnexp.error", "")
+        rows.append(row)
+    return rows
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best first: finished runs by best validation loss, then the rest (diverged, failed...)."""
+    def key(row):
+        loss = row.get("best_val_loss", math.nan)
+        usable = row["outcome"] in ("finished", "early_stopped") and isinstance(loss, float) and math.isfinite(loss)
+        return (0 if usable else 1, loss if usable else 0.0)
+
+    return sorted(rows, key=key)
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], swept: Sequence[str]) -> str:
+    """A ranked plain-text table for the terminal."""
+    columns = ["#", "run_name", *swept, "outcome", *SCORE_COLUMNS[:3], "best_epoch"]
+    lines = [[str(i + 1), *(_cell(row.get(c)) for c in columns[1:])] for i, row in enumerate(rows)]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c)
+              for i, c in enumerate(columns)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):  # params come back as text: shorten long numbers (0.00809638...)
+        try:
+            value = float(value) if len(value) > 8 else value
+        except ValueError:
+            pass
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many jobs ended each way (from the jobs' result records)."""
+    tally = Counter(outcome(r.get("status", "FAILED"), r.get("stop_reason")) for r in records)
+    return {"jobs": len(records), **{name: tally.get(name, 0) for name in OUTCOMES}}
+
+
+def format_counts(summary: Mapping[str, Any]) -> str:
+    c = summary["counts"]
+    parts = ", ".join(f"{c[name]} {name.replace('_', ' ')}" for name in OUTCOMES if c[name])
+    best = summary.get("best")
+    best_text = (f"; best: {best['run_name']} (best_val_loss={best['best_val_loss']:.4g}, "
+                 f"test_acc={best['test_acc']:.4g})") if best else ""
+    return f"sweep: {c['jobs']} jobs: {parts or 'none'}{best_text} · compare: python -m nnexp.compare"
+
+
+def write_plots(client, rows: Sequence[Mapping[str, Any]], swept: Sequence[str], folder: Path) -> list[Path]:
+    """learning_curves.png (every child's validation curves overlaid) and score_vs_<key>.png."""
+    from nnexp.plots import overlay_curves, score_against
+
+    histories = {}
+    for row in rows:
+        if not row.get("run_id"):
+            continue
+        histories[row["run_name"]] = {
+            metric: [(m.step, m.value) for m in client.get_metric_history(row["run_id"], metric)]
+            for metric in ("val_loss", "val_acc", "train_loss")}
+    paths = [overlay_curves(histories, folder / "learning_curves.png")]
+    for key in swept:
+        others = [k for k in swept if k != key]
+        paths.append(score_against(rows, key, others[0] if others else None,
+                                   folder / f"score_vs_{key.lstrip('+~').replace('/', '_')}.png"))
+    return paths
+
+
+def summarise_sweep(parent, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any]:
+    """Write the sweep's summary into its parent run and return it.
+
+    Parent metrics ``sweep_<outcome>`` count the jobs of this invocation; the table and plots
+    cover every child of the parent (a resumed sweep includes the earlier children).
+    """
+    from nnexp.sweep import read_job_results
+
+    records = read_job_results(sweep_dir)
+    client, store = parent.client, parent.store
+    rows = child_rows(client, store.experiment_id, parent.run_id, swept)
+    known = {row["run_id"] for row in rows}
+    for record in records:  # jobs that failed before their MLflow run existed
+        if record.get("status") == "FAILED" and record.get("run_id") not in known:
+            rows.append({"run_name": f"job {record.get('job')}", "run_id": record.get("run_id") or "",
+                         "outcome": "failed", "overrides": " ".join(record.get("overrides", [])),
+                         **{key: _override_value(record, key) for key in swept},
+                         **{column: math.nan for column in SCORE_COLUMNS}, "error": record.get("error", "")})
+    rows = rank(rows)
+    tally = counts(records)
+    best = rows[0] if rows and rows[0]["outcome"] in ("finished", "early_stopped") else None
+    summary = {"counts": tally, "best": best, "rows": rows}
+
+    parent.log_metrics({f"sweep_{name}": value for name, value in tally.items()})
+    if best:
+        parent.log_metrics({"best_val_loss": best["best_val_loss"], "best_test_acc": best["test_acc"]})
+        parent.set_tags({"nnexp.best_run_id": best["run_id"], "nnexp.best_run_name": best["run_name"]})
+    with tempfile.TemporaryDirectory(prefix="nnexp-sweep-") as tmp:
+        folder = Path(tmp)
+        write_csv(rows, folder / "comparison.csv")
+        if rows:
+            write_plots(client, [r for r in rows if r.get("run_id")], swept, folder)
+        parent.log_artifacts(folder)
+    return summary
+
+
+def _override_value(record: Mapping[str, Any], key: str) -> str | None:
+    for override in record.get("overrides", []):
+        name, _, value = override.partition("=")
+        if name.lstrip("+~") == key.lstrip("+~"):
+            return value
+    return None
