@@ -1,0 +1,248 @@
+"""Hidden activations and output functions, written for in-place use on preallocated buffers.
+
+Hidden activations act element-wise on a pre-activation ``Z`` of shape ``(n_samples, n_units)``:
+
+=============  ===============================  =====================================
+name           a = f(z)                          f'(z), from the cached output a
+=============  ===============================  =====================================
+identity       z                                 1
+sigmoid        1 / (1 + e^{-z})                  a (1 - a)
+tanh           tanh z                            1 - a^2
+relu           max(z, 0)                         [a > 0]
+leaky_relu     max(z, s z), 0 <= s < 1           1 if a > 0 else s
+=============  ===============================  =====================================
+
+Every derivative is written in terms of ``a`` (as scikit-learn does), so the forward pass can
+overwrite ``Z`` with ``A`` and backprop still has all it needs: ``forward(Z, tmp)`` turns the
+buffer ``Z`` into ``A`` in place, ``backward(A, delta, tmp)`` multiplies ``delta = dL/dA`` by
+``f'`` in place, turning it into ``dL/dZ``. ``tmp`` is a scratch buffer shaped like ``A``.
+
+Output functions map the last layer's logits ``Z`` (kept intact: stable losses read them) to
+``P`` of shape ``(n_samples, n_outputs)`` and back-propagate through their Jacobian:
+``vjp(P, G, out)`` computes ``out = G J`` row by row, where ``G = dL/dP``.
+
+The sigmoid is computed as ``(1 + tanh(z/2)) / 2``: the same function, but no ``exp`` that can
+overflow, so inputs of +-1e4 give exactly 0 and 1 without a warning.
+
+Constants (0.5, 1, the slope) are held as 0-d arrays of the network's dtype, made by
+``bind(dtype)``: NumPy handles a 0-d array operand about twice as fast as a Python float on the
+small arrays of a mini-batch, and a matching dtype never upcasts float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnexp.core._checks import fraction
+
+
+def _floating(Z) -> np.ndarray:
+    """``Z`` as an array of its own float dtype, or float64 if it is not floating."""
+    Z = np.asarray(Z)
+    return Z if Z.dtype.kind == "f" else Z.astype(np.float64)
+
+
+class _Bound:
+    """Holds the constants of one dtype; call ``bind(dtype)`` before the in-place methods."""
+
+    name = "?"
+
+    def __init__(self):
+        self.bind(np.float64)
+
+    def bind(self, dtype):
+        """Make the constants for arrays of ``dtype``; returns self."""
+        self.dtype = np.dtype(dtype)
+        self.half, self.one, self.zero = (np.array(v, self.dtype) for v in (0.5, 1.0, 0.0))
+        return self
+
+    def _bound_to(self, A: np.ndarray) -> None:
+        if A.dtype != self.dtype:
+            self.bind(A.dtype)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Activation(_Bound):
+    """Element-wise hidden activation; subclasses implement ``forward`` and ``backward``."""
+
+    def forward(self, Z: np.ndarray, tmp: np.ndarray) -> None:  # pragma: no cover - interface
+        """In place: ``Z <- f(Z)``."""
+        raise NotImplementedError
+
+    def backward(self, A: np.ndarray, delta: np.ndarray, tmp: np.ndarray) -> None:  # pragma: no cover
+        """In place: ``delta <- delta * f'(z)``, with ``f'`` computed from ``A = f(Z)``."""
+        raise NotImplementedError
+
+    # Allocating conveniences, for tests and notebooks (the network uses the in-place forms).
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        A = np.array(_floating(Z), copy=True)
+        self._bound_to(A)
+        self.forward(A, np.empty_like(A))
+        return A
+
+    def derivative(self, A: np.ndarray) -> np.ndarray:
+        """``f'(z)`` as a new array, computed from ``A = f(z)``."""
+        A = _floating(A)
+        self._bound_to(A)
+        D = np.ones_like(A)
+        self.backward(A, D, np.empty_like(A))
+        return D
+
+
+class Identity(Activation):
+    name = "identity"
+
+    def forward(self, Z, tmp):
+        pass
+
+    def backward(self, A, delta, tmp):
+        pass
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, Z, tmp):
+        # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates instead of overflowing like exp(-z).
+        half = self.half
+        np.multiply(Z, half, out=Z)
+        np.tanh(Z, out=Z)
+        np.multiply(Z, half, out=Z)
+        np.add(Z, half, out=Z)
+
+    def backward(self, A, delta, tmp):
+        np.subtract(self.one, A, out=tmp)  # 1 - a
+        np.multiply(tmp, A, out=tmp)      # a (1 - a)
+        np.multiply(delta, tmp, out=delta)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def forward(self, Z, tmp):
+        np.tanh(Z, out=Z)
+
+    def backward(self, A, delta, tmp):
+        np.multiply(A, A, out=tmp)
+        np.subtract(self.one, tmp, out=tmp)  # 1 - a^2
+        np.multiply(delta, tmp, out=delta)
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, Z, tmp):
+        np.maximum(Z, self.zero, out=Z)
+
+    def backward(self, A, delta, tmp):
+        np.greater(A, self.zero, out=tmp)  # [a > 0] as 0.0/1.0 (the subgradient at 0 is 0)
+        np.multiply(delta, tmp, out=delta)
+
+
+class LeakyReLU(Activation):
+    """``max(z, slope z)``; ``slope`` in [0, 1) (default 0.01), set with ``activation_kwargs``."""
+
+    name = "leaky_relu"
+
+    def __init__(self, *, slope: float = 0.01):
+        # max(z, s z) equals the leaky ReLU only for s <= 1; s = 1 would be the identity.
+        self.slope = fraction(slope, "leaky_relu slope")
+        super().__init__()
+
+    def bind(self, dtype):
+        super().bind(dtype)
+        self.s = np.array(self.slope, self.dtype)
+        return self
+
+    def forward(self, Z, tmp):
+        np.multiply(Z, self.s, out=tmp)
+        np.maximum(Z, tmp, out=Z)
+
+    def backward(self, A, delta, tmp):
+        # a <= 0 exactly where z <= 0 (s >= 0 keeps the sign), so the cached output suffices.
+        np.multiply(delta, self.s, out=delta, where=A <= self.zero)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(slope={self.slope})"
+
+
+#: name -> class of the hidden activations; options (only ``slope``) go to the constructor.
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
+}
+
+
+# --------------------------------------------------------------------------- output functions
+class Output(_Bound):
+    """Maps logits ``Z`` to outputs ``P`` (``Z`` is left intact) and back through the Jacobian."""
+
+    def forward(self, Z: np.ndarray, P: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover
+        """``P <- f(Z)``; ``row`` is an ``(n_samples, 1)`` scratch buffer."""
+        raise NotImplementedError
+
+    def vjp(self, P: np.ndarray, G: np.ndarray, out: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover
+        """``out <- dL/dZ`` given ``G = dL/dP`` and ``P = f(Z)``, one sample per row."""
+        raise NotImplementedError
+
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        Z = _floating(Z)
+        self._bound_to(Z)
+        P = np.empty_like(Z)
+        self.forward(Z, P, np.empty((Z.shape[0], 1), Z.dtype))
+        return P
+
+
+class IdentityOutput(Output):
+    name = "identity"
+
+    def forward(self, Z, P, row):
+        np.copyto(P, Z)
+
+    def vjp(self, P, G, out, row):
+        np.copyto(out, G)                  # J = I
+
+
+class SigmoidOutput(Output):
+    """Independent sigmoids, one per column (binary or multi-label outputs)."""
+
+    name = "sigmoid"
+
+    def forward(self, Z, P, row):
+        half = self.half
+        np.multiply(Z, half, out=P)        # same tanh form as the hidden Sigmoid
+        np.tanh(P, out=P)
+        np.multiply(P, half, out=P)
+        np.add(P, half, out=P)
+
+    def vjp(self, P, G, out, row):
+        np.subtract(self.one, P, out=out)  # J is diagonal: p (1 - p)
+        np.multiply(out, P, out=out)
+        np.multiply(out, G, out=out)
+
+
+class SoftmaxOutput(Output):
+    """``p_j = exp(z_j - m) / sum_k exp(z_k - m)`` with ``m = max_k z_k`` (no overflow)."""
+
+    name = "softmax"
+
+    def forward(self, Z, P, row):
+        np.maximum.reduce(Z, axis=1, keepdims=True, out=row)
+        np.subtract(Z, row, out=P)
+        np.exp(P, out=P)
+        np.add.reduce(P, axis=1, keepdims=True, out=row)
+        np.divide(P, row, out=P)
+
+    def vjp(self, P, G, out, row):
+        # J = diag(p) - p p^T, so (G J)_j = p_j (g_j - sum_k g_k p_k).
+        np.multiply(G, P, out=out)
+        np.add.reduce(out, axis=1, keepdims=True, out=row)
+        np.subtract(G, row, out=out)
+        np.multiply(out, P, out=out)
+
+
+#: name -> class of the output functions.
+OUTPUTS: dict[str, type[Output]] = {
+    cls.name: cls for cls in (IdentityOutput, SigmoidOutput, SoftmaxOutput)
+}
