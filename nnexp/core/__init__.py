@@ -18,6 +18,17 @@ from nnexp.core.activations import ACTIVATIONS, OUTPUTS
 from nnexp.core.initializers import INITIALIZERS
 from nnexp.core.losses import LOSSES, VALID_OUTPUT_LOSS, check_output_loss
 from nnexp.core.metrics import accuracy, to_labels
+from nnexp.core.network import MLP
+from nnexp.core.optimizers import (
+    OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop,
+)
+from nnexp.core.schedules import (
+    SCHEDULES, Constant, ExponentialDecay, InverseTimeDecay, StepDecay,
+)
 
-__all__ = ["ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "VALID_OUTPUT_LOSS",
-           "check_output_loss", "accuracy", "to_labels"]
+__all__ = [
+    "MLP", "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
+    "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
+    "ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "OPTIMIZERS", "SCHEDULES",
+    "VALID_OUTPUT_LOSS", "check_output_loss", "accuracy", "to_labels",
+]

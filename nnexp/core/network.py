@@ -1,0 +1,277 @@
+"""The multilayer perceptron: parameters in one flat buffer, forward and backward passes.
+
+Shapes, for a batch of ``n`` samples and layer sizes ``[d_0, d_1, ..., d_L]``:
+
+- ``X``: ``(n, d_0)``; ``W_k``: ``(d_{k-1}, d_k)``; ``b_k``: ``(d_k,)``; ``Y``, ``P``: ``(n, d_L)``.
+- forward, for k = 1..L:  ``Z_k = A_{k-1} W_k + b_k``;  ``A_k = f(Z_k)`` (hidden) and
+  ``P = g(Z_L)`` (output), with ``A_0 = X``.
+- backward: ``delta_L = dL/dZ_L`` from the head (``(P - Y)/n`` for canonical pairs); then for
+  k = L..1: ``dW_k = A_{k-1}^T delta_k``, ``db_k = sum_rows delta_k`` and, for k > 1,
+  ``delta_{k-1} = (delta_k W_k^T) * f'(Z_{k-1})`` (the chain rule, applied once per layer in
+  reverse order). ``dL/dX`` is never computed: nothing upstream needs it.
+
+Speed: all parameters are views into one contiguous buffer ``flat`` (W1, b1, W2, b2, ... in
+order) and all gradients views into ``grad_flat`` with the same layout, so an optimizer can
+update everything with a few whole-buffer ufunc calls. Activations, deltas and scratch arrays
+live in a per-batch-size workspace that is reused across steps; every operation writes into
+it with ``out=``. Biases are added and summed separately rather than folded into an augmented
+``[A, 1]`` matrix: measured, the strided views that folding needs make each element-wise
+call about twice as slow, which costs more than the two calls it saves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnexp.core._checks import call_with_options, choose, count, resolve_dtype
+from nnexp.core.activations import ACTIVATIONS
+from nnexp.core.initializers import INITIALIZERS
+from nnexp.core.losses import make_head
+from nnexp.core.metrics import to_labels
+
+_MAX_WORKSPACES = 6        # training batch, last short batch, evaluation chunks: a few sizes
+_CHUNK_ELEMENTS = 2 ** 20  # evaluation processes about this many activations per layer at once
+
+
+class _Workspace:
+    """Preallocated buffers for batches of exactly ``n`` samples."""
+
+    def __init__(self, sizes: tuple[int, ...], dtype: np.dtype, n: int):
+        c = sizes[-1]
+        self.n = n
+        self.X = np.empty((n, sizes[0]), dtype)                   # a gathered input batch
+        self.Y = np.empty((n, c), dtype)                          # its targets
+        self.H = [np.empty((n, d), dtype) for d in sizes[1:-1]]   # Z_k, then A_k, in place
+        self.T = [np.empty((n, d), dtype) for d in sizes[1:-1]]   # scratch for f and f'
+        self.Z = np.empty((n, c), dtype)                          # output logits, kept intact
+        self.P = np.empty((n, c), dtype)
+        self.row = np.empty((n, 1), dtype)
+        self.tmp = np.empty((n, c), dtype)
+        self.labels = np.empty(n, np.intp)
+        self.inv_n = np.array(1.0 / n, dtype)                     # 0-d: fast, never upcasts
+        self.ones = np.ones(n, dtype)                             # db = 1^T delta
+        self._sizes, self._dtype = sizes, dtype
+        self._D = None
+
+    @property
+    def D(self) -> list[np.ndarray]:
+        """delta_k = dL/dZ_k, ``(n, d_k)`` for k = 1..L; allocated on the first backward pass."""
+        if self._D is None:
+            self._D = [np.empty((self.n, d), self._dtype) for d in self._sizes[1:]]
+        return self._D
+
+
+class MLP:
+    """A fully connected network trained by backprop.
+
+    Args:
+        sizes: ``[d_0, ..., d_L]``, inputs first, at least two entries.
+        activation: hidden activation, a key of ``ACTIVATIONS``.
+        output, loss: a pair in ``VALID_OUTPUT_LOSS``.
+        init: a key of ``INITIALIZERS``; ``init_kwargs`` its options (``epsilon``, ``std``,
+            ``value``). Biases start at zero.
+        dtype: ``"float32"`` or ``"float64"``; every array of the network has this dtype, and
+            inputs are cast to it.
+        seed: initial weights come from ``np.random.default_rng(seed)``.
+        activation_kwargs: options of the activation (``leaky_relu``: ``slope``, default 0.01).
+
+    Attributes:
+        params: ``[W1, b1, W2, b2, ...]``, live views into ``flat``.
+        grads: the gradients, views into ``grad_flat`` aligned with ``params``; every call of
+            :meth:`loss_and_grads` overwrites them.
+    """
+
+    def __init__(self, sizes, activation="relu", output="softmax", loss="cross_entropy",
+                 init="he", dtype="float64", seed=0, *, init_kwargs=None, activation_kwargs=None):
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise TypeError(f"sizes must be a list of layer widths, got {sizes!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)!r}")
+        self.sizes = tuple(count(d, f"layer width sizes[{i}]") for i, d in enumerate(sizes))
+        self.activation, self.output, self.loss_name, self.init = activation, output, loss, init
+        self.dtype = resolve_dtype(dtype)
+        self.seed = seed
+        self.init_kwargs = dict(init_kwargs or {})
+        self.activation_kwargs = dict(activation_kwargs or {})
+        self._act = call_with_options(choose(ACTIVATIONS, activation, "activation"),
+                                      self.activation_kwargs, f"activation {activation!r}")
+        self._act.bind(self.dtype)
+        self._head = make_head(output, loss).bind(self.dtype)
+        if output == "softmax" and self.sizes[-1] < 2:
+            raise ValueError("a softmax output needs at least 2 units (its single column would "
+                             "always be 1); use output='sigmoid' for one 0/1 column")
+        initializer = choose(INITIALIZERS, init, "init")
+
+        # One buffer for all parameters, one for all gradients, in the order W1, b1, W2, ...
+        shapes = []
+        for d_in, d_out in zip(self.sizes[:-1], self.sizes[1:]):
+            shapes += [(d_in, d_out), (d_out,)]
+        self.flat = np.zeros(sum(int(np.prod(s)) for s in shapes), self.dtype)
+        self.grad_flat = np.zeros_like(self.flat)
+        self.params, self.grads, offset = [], [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            self.params.append(self.flat[offset:offset + size].reshape(shape))
+            self.grads.append(self.grad_flat[offset:offset + size].reshape(shape))
+            offset += size
+        self.param_names = [f"{kind}{k}" for k in range(1, len(self.sizes))
+                            for kind in ("W", "b")]
+        self.weights, self.biases = self.params[0::2], self.params[1::2]
+        self._dW, self._db = self.grads[0::2], self.grads[1::2]
+        self._WT = [W.T for W in self.weights]    # transposed views; they follow in-place updates
+
+        rng = np.random.default_rng(seed)
+        for W in self.weights:
+            np.copyto(W, call_with_options(initializer, self.init_kwargs, f"init {init!r}",
+                                           W.shape, rng))
+        self._workspaces: dict[int, _Workspace] = {}
+        self._chunk = max(1, min(8192, _CHUNK_ELEMENTS // max(self.sizes)))
+
+    # ------------------------------------------------------------------ description
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers L (hidden layers + 1)."""
+        return len(self.sizes) - 1
+
+    def config(self) -> dict:
+        """The constructor arguments, JSON-serialisable (weights not included)."""
+        return {"sizes": list(self.sizes), "activation": self.activation, "output": self.output,
+                "loss": self.loss_name, "init": self.init, "dtype": self.dtype.name,
+                "seed": self.seed, "init_kwargs": self.init_kwargs,
+                "activation_kwargs": self.activation_kwargs}
+
+    def __repr__(self) -> str:
+        return (f"MLP({list(self.sizes)}, activation={self.activation!r}, output={self.output!r}, "
+                f"loss={self.loss_name!r}, dtype={self.dtype.name!r}, n_params={self.flat.size})")
+
+    # ------------------------------------------------------------------ buffers and inputs
+    def _workspace(self, n: int) -> _Workspace:
+        ws = self._workspaces.get(n)
+        if ws is None:
+            if len(self._workspaces) >= _MAX_WORKSPACES:   # forget the oldest batch size
+                del self._workspaces[next(iter(self._workspaces))]
+            ws = self._workspaces[n] = _Workspace(self.sizes, self.dtype, n)
+        return ws
+
+    def _as_inputs(self, X, Y=None):
+        """``X`` (and ``Y``) as C-contiguous arrays of the network's dtype, shapes checked."""
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (n_samples, {self.sizes[0]}), got {X.shape}")
+        if Y is None:
+            return X
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        if Y.ndim == 1 and self.sizes[-1] == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (X.shape[0], self.sizes[-1]):
+            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.sizes[-1]}) to match X and "
+                             f"the output layer, got {Y.shape}")
+        return X, Y
+
+    def set_params(self, params) -> None:
+        """Copy values into the live parameters (a list shaped like :attr:`params`)."""
+        params = list(params)
+        if len(params) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} arrays, got {len(params)}")
+        for name, live, new in zip(self.param_names, self.params, params):
+            if np.shape(new) != live.shape:
+                raise ValueError(f"{name} must have shape {live.shape}, got {np.shape(new)}")
+            np.copyto(live, new)
+
+    # ------------------------------------------------------------------ passes on a workspace
+    def _forward(self, ws: _Workspace, X: np.ndarray) -> None:
+        """Fill ``ws.H`` (hidden activations) and ``ws.Z`` (logits) for ``X``, ``(ws.n, d_0)``."""
+        dot, add, act = np.dot, np.add, self._act
+        A = X
+        for W, b, H, T in zip(self.weights, self.biases, ws.H, ws.T):
+            dot(A, W, out=H)
+            add(H, b, out=H)
+            act.forward(H, T)
+            A = H
+        dot(A, self.weights[-1], out=ws.Z)
+        add(ws.Z, self.biases[-1], out=ws.Z)
+
+    def _backward(self, ws: _Workspace, X: np.ndarray) -> None:
+        """Fill ``grads`` from ``ws.D[-1] = delta_L`` and the cached activations."""
+        dot, act, D, H, ones = np.dot, self._act, ws.D, ws.H, ws.ones
+        for k in range(self.n_layers - 1, -1, -1):
+            delta = D[k]
+            dot(X.T if k == 0 else H[k - 1].T, delta, out=self._dW[k])   # dW = A^T delta
+            dot(ones, delta, out=self._db[k])     # db = sum of rows (as gemv: 2x add.reduce)
+            if k:
+                dot(delta, self._WT[k], out=D[k - 1])      # dL/dA_{k-1} = delta W^T ...
+                act.backward(H[k - 1], D[k - 1], ws.T[k - 1])   # ... times f'(Z_{k-1})
+
+    def _train_step(self, ws: _Workspace, X: np.ndarray, Y: np.ndarray) -> float:
+        """Loss on one batch and, if it is finite, the gradients (the fast path of ``fit``)."""
+        self._forward(ws, X)
+        loss = self._head.forward_loss(ws.Z, ws.P, Y, ws)
+        if loss - loss == 0.0:                     # finite: inf - inf and nan - nan are nan
+            self._head.delta(ws.Z, ws.P, Y, ws.D[-1], ws)
+            self._backward(ws, X)
+        return loss
+
+    def _chunks(self, n: int):
+        for start in range(0, n, self._chunk):
+            yield slice(start, min(n, start + self._chunk))
+
+    # ------------------------------------------------------------------ public passes
+    def loss_and_grads(self, X, Y) -> tuple[float, list[np.ndarray]]:
+        """Mean loss over the batch and its gradients (the live :attr:`grads` views).
+
+        The whole batch is processed at once. The returned arrays are overwritten by the next
+        call: copy them to keep them.
+        """
+        X, Y = self._as_inputs(X, Y)
+        ws = self._workspace(X.shape[0])
+        self._forward(ws, X)
+        loss = self._head.forward_loss(ws.Z, ws.P, Y, ws)
+        self._head.delta(ws.Z, ws.P, Y, ws.D[-1], ws)
+        self._backward(ws, X)
+        return loss, self.grads
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Network outputs ``P``, ``(n_samples, d_L)``, computed in chunks of rows."""
+        X = self._as_inputs(X)
+        P = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
+        for rows in self._chunks(X.shape[0]):
+            ws = self._workspace(rows.stop - rows.start)
+            self._forward(ws, X[rows])
+            self._head.predict(ws.Z, P[rows], ws)
+        return P
+
+    forward = predict_proba
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels: argmax of the outputs, or ``p > 0.5`` for a single output column."""
+        return to_labels(self.predict_proba(X))
+
+    def evaluate(self, X, Y) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` over ``X``, one vectorised pass in chunks of rows."""
+        X, Y = self._as_inputs(X, Y)
+        n = X.shape[0]
+        if n == 0:
+            return float("nan"), float("nan")
+        total, correct = 0.0, 0
+        for rows in self._chunks(n):
+            m = rows.stop - rows.start
+            ws = self._workspace(m)
+            self._forward(ws, X[rows])
+            total += m * self._head.forward_loss(ws.Z, ws.P, Y[rows], ws)
+            correct += np.count_nonzero(to_labels(ws.P, out=ws.labels) == to_labels(Y[rows]))
+        return total / n, correct / n
+
+    def loss(self, X, Y) -> float:
+        """Mean loss over ``X`` (forward pass only)."""
+        return self.evaluate(X, Y)[0]
+
+    # ------------------------------------------------------------------ persistence
+    def save_npz(self, path) -> None:
+        """Weights and architecture to ``path`` (see :mod:`nnexp.core.serialize`)."""
+        from nnexp.core.serialize import save_npz
+        save_npz(self, path)
+
+    @classmethod
+    def load_npz(cls, path) -> "MLP":
+        from nnexp.core.serialize import load_npz
+        return load_npz(path, cls)

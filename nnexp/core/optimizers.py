@@ -1,0 +1,278 @@
+"""First-order optimizers that update parameter arrays in place: ``opt.step(params, grads)``.
+
+Notation: ``w`` a parameter array, ``g`` its gradient, ``eta`` the current learning rate
+(``opt.lr``, set from the schedule by ``set_epoch``), ``t`` the number of steps taken (from 1).
+
+Weight decay (L2, ``weight_decay = lambda``) replaces ``g`` by ``g + lambda w`` for weight
+matrices only: arrays with ``ndim >= 2``. Biases (1-D) are not decayed, since shrinking them
+towards zero does not reduce the capacity of the network.
+
+State (velocities, moment estimates) is kept per parameter array and shaped like it, in
+``opt.state[name][i]``. It belongs to the arrays it was created for: stepping a different set
+of arrays starts from fresh state.
+
+Speed: when ``params`` are exactly the consecutive views that tile one contiguous 1-D buffer
+(as :class:`~nnexp.core.MLP` lays them out), and ``grads`` likewise, each update rule runs
+once over the whole buffer: a handful of in-place ufunc calls per step, however many layers
+there are. Any other list of arrays is updated array by array with the same code. The check is
+cached on the identities of the arrays, and the optimizer keeps references to them so that
+those identities cannot be reused by new objects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnexp.core._checks import fraction, positive
+from nnexp.core.schedules import Constant
+
+
+def _tiled_buffer(arrays: list[np.ndarray]) -> np.ndarray | None:
+    """The 1-D buffer that ``arrays`` tile exactly, in order and without gaps, or None."""
+    base = arrays[0].base
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address = base.__array_interface__["data"][0]
+    end = address + base.nbytes
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous \
+                or a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    return base if address == end else None
+
+
+class Optimizer:
+    """Base class. Subclasses name their state arrays and implement ``_update``."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, weight_decay: float = 0.0, schedule=None):
+        self.base_lr = positive(lr, "lr")
+        self.lr = self.base_lr
+        self.weight_decay = positive(weight_decay, "weight_decay", allow_zero=True)
+        self.schedule = Constant() if schedule is None else schedule
+        if not callable(self.schedule):
+            raise TypeError(f"schedule must be callable as schedule(base_lr, epoch), got {schedule!r}")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the state and the step count."""
+        self.t = 0
+        self.state: dict[str, list[np.ndarray]] = {}
+        self._owner = None      # ids of the parameter arrays the state belongs to
+        self._key = None        # ids of the (params, grads) the cached groups were built for
+        self._refs = None
+        self._groups: list[tuple] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set ``lr`` from the schedule; ``epoch`` counts completed epochs from 0."""
+        self.lr = float(self.schedule(self.base_lr, epoch))
+
+    def step(self, params, grads) -> None:
+        """Update every ``params[i]`` in place from ``grads[i]``."""
+        key = (tuple(map(id, params)), tuple(map(id, grads)))
+        if key != self._key:
+            self._prepare(list(params), list(grads), key)
+        self.t += 1
+        coef = self._coefficients()
+        multiply, add, update = np.multiply, np.add, self._update
+        for w, g, decay, state, tmp, g_decayed in self._groups:
+            if decay is not None:               # g <- g + lambda w (zero on biases)
+                multiply(w, decay, out=g_decayed)
+                add(g_decayed, g, out=g_decayed)
+                g = g_decayed
+            update(w, g, state, tmp, coef)
+
+    # ------------------------------------------------------------------ set-up, once per arrays
+    def _prepare(self, params: list, grads: list, key) -> None:
+        if not params or len(params) != len(grads):
+            raise ValueError(f"step needs equally long, non-empty lists of parameters and "
+                             f"gradients, got {len(params)} and {len(grads)}")
+        dtype = params[0].dtype
+        for i, (w, g) in enumerate(zip(params, grads)):
+            if not isinstance(w, np.ndarray) or w.dtype != dtype or w.dtype.kind != "f":
+                raise TypeError(f"params[{i}] must be a float ndarray of dtype {dtype}")
+            if np.shape(g) != w.shape:
+                raise ValueError(f"grads[{i}] has shape {np.shape(g)}, params[{i}] has {w.shape}")
+        sizes = [w.size for w in params]
+        total = sum(sizes)
+        offsets = np.cumsum([0] + sizes)
+
+        def views(buffer):
+            return [buffer[o:o + s].reshape(w.shape) for o, s, w in zip(offsets, sizes, params)]
+
+        if key[0] != self._owner:               # new parameter arrays: fresh state
+            self.state = {name: views(np.zeros(total, dtype)) for name in self.state_names}
+            self._state_flat = {name: arrays[0].base for name, arrays in self.state.items()}
+            self._owner = key[0]
+        lam = self.weight_decay
+        tmp, g_decayed = np.empty(total, dtype), np.empty(total, dtype)
+        w_flat, g_flat = _tiled_buffer(params), _tiled_buffer(grads)
+        if w_flat is not None and g_flat is not None and g_flat.dtype == dtype:
+            decay = None
+            if lam and any(w.ndim >= 2 for w in params):
+                decay = np.zeros(total, dtype)  # lambda on weight entries, 0 on bias entries
+                for o, s, w in zip(offsets, sizes, params):
+                    decay[o:o + s] = lam if w.ndim >= 2 else 0.0
+            state = [self._state_flat[name] for name in self.state_names]
+            self._groups = [(w_flat, g_flat, decay, state, tmp, g_decayed)]
+        else:
+            tmps, g_decays = views(tmp), views(g_decayed)
+            self._groups = [
+                (w, np.asarray(g), lam if lam and w.ndim >= 2 else None,
+                 [self.state[name][i] for name in self.state_names], tmps[i], g_decays[i])
+                for i, (w, g) in enumerate(zip(params, grads))]
+        self._key, self._refs = key, (params, grads)
+
+    def _coefficients(self) -> tuple:
+        """Per-step scalars shared by all arrays (Python floats: they never upcast float32)."""
+        return (self.lr,)
+
+    def _update(self, w, g, state, tmp, coef) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.base_lr}, weight_decay={self.weight_decay})"
+
+
+class SGD(Optimizer):
+    """``w <- w - eta g``."""
+
+    def _update(self, w, g, state, tmp, coef):
+        np.multiply(g, coef[0], out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+class Momentum(Optimizer):
+    """Classical momentum: ``v <- mu v + eta g``;  ``w <- w - v``."""
+
+    state_names = ("velocity",)
+
+    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, schedule=None):
+        self.momentum = fraction(momentum, "momentum")
+        super().__init__(lr, weight_decay, schedule)
+
+    def _update(self, w, g, state, tmp, coef):
+        (v,) = state
+        np.multiply(v, self.momentum, out=v)
+        np.multiply(g, coef[0], out=tmp)
+        np.add(v, tmp, out=v)
+        np.subtract(w, v, out=w)
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum, with the gradient taken at the stored (look-ahead) weights:
+
+    ``v <- mu v + eta g``;  ``w <- w - (mu v + eta g)`` (with the new ``v``).
+
+    This is Sutskever et al.'s update rewritten for ``w = theta + mu v`` (Bengio et al. 2013),
+    as in scikit-learn and Keras, so one gradient at ``w`` per step suffices.
+    """
+
+    def _update(self, w, g, state, tmp, coef):
+        (v,) = state
+        np.multiply(v, self.momentum, out=v)
+        np.multiply(g, coef[0], out=tmp)
+        np.add(v, tmp, out=v)
+        np.subtract(w, tmp, out=w)              # w -= eta g ...
+        np.multiply(v, self.momentum, out=tmp)
+        np.subtract(w, tmp, out=w)              # ... and w -= mu v
+
+
+class RMSprop(Optimizer):
+    """``s <- rho s + (1 - rho) g^2``;  ``w <- w - eta g / (sqrt(s) + eps)``."""
+
+    state_names = ("square_avg",)
+
+    def __init__(self, lr: float, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0,
+                 schedule=None):
+        self.rho = fraction(rho, "rho")
+        self.eps = positive(eps, "eps")
+        super().__init__(lr, weight_decay, schedule)
+
+    def _update(self, w, g, state, tmp, coef):
+        (s,) = state
+        np.multiply(s, self.rho, out=s)
+        np.multiply(g, g, out=tmp)
+        np.multiply(tmp, 1.0 - self.rho, out=tmp)
+        np.add(s, tmp, out=s)
+        np.sqrt(s, out=tmp)
+        np.add(tmp, self.eps, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        np.multiply(tmp, coef[0], out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias-corrected moments:
+
+    ``m <- b1 m + (1 - b1) g``;  ``v <- b2 v + (1 - b2) g^2``;
+    ``m_hat = m / (1 - b1^t)``;  ``v_hat = v / (1 - b2^t)``;
+    ``w <- w - eta m_hat / (sqrt(v_hat) + eps)``.
+
+    Computed with the same result and fewer passes over memory: the state holds the undamped
+    sums ``M = m / (1 - b1)`` and ``V = v / (1 - b2)`` (``M <- b1 M + g``, two calls), so that
+    with ``c1 = (1 - b1)/(1 - b1^t)`` and ``c2 = (1 - b2)/(1 - b2^t)``:
+    ``w <- w - (eta c1 / sqrt(c2)) M / (sqrt(V) + eps / sqrt(c2))``, ten ufunc calls a step.
+    """
+
+    state_names = ("m_sum", "v_sum")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0, schedule=None):
+        self.beta1 = fraction(beta1, "beta1")
+        self.beta2 = fraction(beta2, "beta2")
+        self.eps = positive(eps, "eps")
+        super().__init__(lr, weight_decay, schedule)
+
+    def _coefficients(self):
+        c1 = (1.0 - self.beta1) / (1.0 - self.beta1 ** self.t)
+        root_c2 = math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2 ** self.t))
+        return (self.lr * c1 / root_c2, self.eps / root_c2)
+
+    def _update(self, w, g, state, tmp, coef):
+        M, V = state
+        np.multiply(M, self.beta1, out=M)
+        np.add(M, g, out=M)
+        np.multiply(g, g, out=tmp)
+        np.multiply(V, self.beta2, out=V)
+        np.add(V, tmp, out=V)
+        np.sqrt(V, out=tmp)
+        np.add(tmp, coef[1], out=tmp)
+        np.divide(M, tmp, out=tmp)
+        np.multiply(tmp, coef[0], out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+class AdaGrad(Optimizer):
+    """``G <- G + g^2``;  ``w <- w - eta g / (sqrt(G) + eps)``."""
+
+    state_names = ("sum_squares",)
+
+    def __init__(self, lr: float, eps: float = 1e-8, weight_decay: float = 0.0, schedule=None):
+        self.eps = positive(eps, "eps")
+        super().__init__(lr, weight_decay, schedule)
+
+    def _update(self, w, g, state, tmp, coef):
+        (G,) = state
+        np.multiply(g, g, out=tmp)
+        np.add(G, tmp, out=G)
+        np.sqrt(G, out=tmp)
+        np.add(tmp, self.eps, out=tmp)
+        np.divide(g, tmp, out=tmp)
+        np.multiply(tmp, coef[0], out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+#: name -> class of the optimizers (the names of ``conf/optimizer/*.yaml``).
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adagrad": AdaGrad,
+}
