@@ -34,6 +34,10 @@ def one_line(error: BaseException) -> str:
     text = " ".join(line for line in lines
                     if line and not line.startswith(("full_key:", "object_type=", "reference_type=")))
     text = text.replace(" Available options in", "; available options in")
+    text = text.split(" Config search path:")[0]  # Hydra's search path: noise to a user
+    override = getattr(error, "override", None)  # Hydra's OverrideParseException names it
+    if isinstance(override, str) and override not in text:
+        text = f"cannot parse the override {override!r}: {text}"
     cause = error.__cause__ or error.__context__
     if cause is not None and str(cause).strip():
         first = str(cause).strip().splitlines()[0]

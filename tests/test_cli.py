@@ -117,3 +117,42 @@ def test_diverged_run_exits_3_and_is_failed(workdir):
     assert result.returncode == 3, result.stderr
     _, run = only_run(workdir)
     assert run.info.status == "FAILED" and run.data.tags["nnexp.stop_reason"] == "diverged"
+
+
+def test_ui_command_serves_the_store_and_its_pictures(workdir):
+    import socket
+    import time
+    import urllib.request
+
+    run_cli("epochs=2", "tracking.log_model=false", cwd=workdir, check=True)
+    client, run = only_run(workdir)
+    with socket.socket() as probe:  # a free port on the loopback interface
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "nnexp.ui", "--port", str(port)], cwd=workdir,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError(f"UI did not start: {server.stdout.read1(4000)!r}")
+                time.sleep(0.5)
+        url = f"{base}/get-artifact?path=learning_curves.png&run_uuid={run.info.run_id}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read(8) == b"\x89PNG\r\n\x1a\n"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=20)
+        server.stdout.close()
+
+
+def test_ui_without_runs_says_so_in_one_line(workdir):
+    result = subprocess.run([sys.executable, "-m", "nnexp.ui"], cwd=workdir, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "no runs yet" in result.stderr
