@@ -18,8 +18,11 @@ buffer ``Z`` into ``A`` in place, ``backward(A, delta, tmp)`` multiplies ``delta
 ``f'`` in place, turning it into ``dL/dZ``. ``tmp`` is a scratch buffer shaped like ``A``.
 
 Output functions map the last layer's logits ``Z`` (kept intact: stable losses read them) to
-``P`` of shape ``(n_samples, n_outputs)`` and back-propagate through their Jacobian:
-``vjp(P, G, out)`` computes ``out = G J`` row by row, where ``G = dL/dP``.
+outputs ``P`` and back-propagate through their Jacobian: ``vjp(P, G, out)`` computes
+``out = J^T G`` sample by sample, where ``G = dL/dP``. They work in the network's internal
+layout, ``(n_outputs, n_samples)``: one sample per *column*, so that the softmax normalises
+over axis 0. Calling an output object, ``OUTPUTS["softmax"]()(Z)``, takes and returns the usual
+``(n_samples, n_outputs)`` instead.
 
 The sigmoid is computed as ``(1 + tanh(z/2)) / 2``: the same function, but no ``exp`` that can
 overflow, so inputs of +-1e4 give exactly 0 and 1 without a warning.
@@ -176,22 +179,27 @@ ACTIVATIONS: dict[str, type[Activation]] = {
 
 # --------------------------------------------------------------------------- output functions
 class Output(_Bound):
-    """Maps logits ``Z`` to outputs ``P`` (``Z`` is left intact) and back through the Jacobian."""
+    """Maps logits ``Z`` to outputs ``P`` (``Z`` is left intact) and back through the Jacobian.
+
+    In-place methods take ``(n_outputs, n_samples)`` arrays and a ``(1, n_samples)`` scratch
+    row.
+    """
 
     def forward(self, Z: np.ndarray, P: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover
-        """``P <- f(Z)``; ``row`` is an ``(n_samples, 1)`` scratch buffer."""
+        """``P <- f(Z)``."""
         raise NotImplementedError
 
     def vjp(self, P: np.ndarray, G: np.ndarray, out: np.ndarray, row: np.ndarray) -> None:  # pragma: no cover
-        """``out <- dL/dZ`` given ``G = dL/dP`` and ``P = f(Z)``, one sample per row."""
+        """``out <- dL/dZ`` given ``G = dL/dP`` and ``P = f(Z)``, one sample per column."""
         raise NotImplementedError
 
     def __call__(self, Z: np.ndarray) -> np.ndarray:
-        Z = _floating(Z)
-        self._bound_to(Z)
-        P = np.empty_like(Z)
-        self.forward(Z, P, np.empty((Z.shape[0], 1), Z.dtype))
-        return P
+        """``f`` on ``(n_samples, n_outputs)`` logits, as a new array of the same shape."""
+        Zt = np.ascontiguousarray(_floating(Z).T)
+        self._bound_to(Zt)
+        P = np.empty_like(Zt)
+        self.forward(Zt, P, np.empty((1, Zt.shape[1]), Zt.dtype))
+        return np.ascontiguousarray(P.T)
 
 
 class IdentityOutput(Output):
@@ -228,16 +236,16 @@ class SoftmaxOutput(Output):
     name = "softmax"
 
     def forward(self, Z, P, row):
-        np.maximum.reduce(Z, axis=1, keepdims=True, out=row)
+        np.maximum.reduce(Z, axis=0, keepdims=True, out=row)
         np.subtract(Z, row, out=P)
         np.exp(P, out=P)
-        np.add.reduce(P, axis=1, keepdims=True, out=row)
+        np.add.reduce(P, axis=0, keepdims=True, out=row)
         np.divide(P, row, out=P)
 
     def vjp(self, P, G, out, row):
-        # J = diag(p) - p p^T, so (G J)_j = p_j (g_j - sum_k g_k p_k).
+        # J = diag(p) - p p^T (symmetric), so (J^T g)_j = p_j (g_j - sum_k g_k p_k).
         np.multiply(G, P, out=out)
-        np.add.reduce(out, axis=1, keepdims=True, out=row)
+        np.add.reduce(out, axis=0, keepdims=True, out=row)
         np.subtract(G, row, out=out)
         np.multiply(out, P, out=out)
 

@@ -1,7 +1,8 @@
 """Losses, and the output x loss pairs ("heads") the network accepts.
 
-Every loss is a mean over the ``n`` samples of a batch of a per-sample sum over output columns
-(``P``, ``Y``: shape ``(n, c)``; ``Y`` one-hot for softmax, 0/1 columns for sigmoid):
+Every loss is a mean over the ``n`` samples of a batch of a per-sample sum over the ``c``
+outputs. Here ``P`` and ``Y`` are in the network's internal layout, ``(c, n)``: one sample per
+column (``Y`` one-hot for softmax, 0/1 entries for sigmoid):
 
 ====================  =================================================  ==================
 name                  L                                                  dL/dP
@@ -63,12 +64,12 @@ class CrossEntropy(Loss):
         tmp = np.empty_like(P) if tmp is None else tmp
         np.clip(P, _CLIP, 1.0, out=tmp)
         np.log(tmp, out=tmp)
-        return -float(np.vdot(Y, tmp)) / P.shape[0]
+        return -float(np.vdot(Y, tmp)) / P.shape[1]
 
     def grad(self, P, Y, out):
         np.clip(P, _CLIP, 1.0, out=out)
         np.divide(Y, out, out=out)
-        np.multiply(out, -1.0 / P.shape[0], out=out)
+        np.multiply(out, -1.0 / P.shape[1], out=out)
 
 
 class BinaryCrossEntropy(Loss):
@@ -76,12 +77,12 @@ class BinaryCrossEntropy(Loss):
 
     def value(self, P, Y, tmp=None):
         Pc = np.clip(P, _CLIP, 1.0 - _CLIP)
-        return -float(np.vdot(Y, np.log(Pc)) + np.vdot(1.0 - Y, np.log1p(-Pc))) / P.shape[0]
+        return -float(np.vdot(Y, np.log(Pc)) + np.vdot(1.0 - Y, np.log1p(-Pc))) / P.shape[1]
 
     def grad(self, P, Y, out):
         Pc = np.clip(P, _CLIP, 1.0 - _CLIP)
         np.subtract(P, Y, out=out)
-        np.divide(out, Pc * (1.0 - Pc) * P.shape[0], out=out)
+        np.divide(out, Pc * (1.0 - Pc) * P.shape[1], out=out)
 
 
 class MeanSquaredError(Loss):
@@ -90,11 +91,11 @@ class MeanSquaredError(Loss):
     def value(self, P, Y, tmp=None):
         tmp = np.empty_like(P) if tmp is None else tmp
         np.subtract(P, Y, out=tmp)
-        return float(np.vdot(tmp, tmp)) / (2 * P.shape[0])
+        return float(np.vdot(tmp, tmp)) / (2 * P.shape[1])
 
     def grad(self, P, Y, out):
         np.subtract(P, Y, out=out)
-        np.multiply(out, 1.0 / P.shape[0], out=out)
+        np.multiply(out, 1.0 / P.shape[1], out=out)
 
 
 #: name -> class of the losses.
@@ -107,9 +108,9 @@ LOSSES: dict[str, type[Loss]] = {
 class Head:
     """Output function + loss, back-propagated through the output's Jacobian.
 
-    ``Z`` logits and ``P`` outputs are ``(n, c)`` arrays; ``ws`` supplies preallocated scratch:
-    ``ws.row`` ``(n, 1)``, ``ws.tmp`` ``(n, c)`` and ``ws.inv_n``, ``1/n`` as a 0-d array of the
-    network's dtype.
+    ``Z`` logits, ``P`` outputs and ``Y`` targets are ``(c, n)`` arrays; ``ws`` supplies
+    preallocated scratch: ``ws.row`` ``(1, n)``, ``ws.tmp`` ``(c, n)`` and ``ws.inv_n``, ``1/n``
+    as a 0-d array of the network's dtype.
     """
 
     def __init__(self, output: Output, loss: Loss):
@@ -147,16 +148,16 @@ class _CanonicalHead(Head):
 class SoftmaxCrossEntropy(_CanonicalHead):
     def forward_loss(self, Z, P, Y, ws):
         # With s = z - max(z): -sum_j y_j log p_j = log sum_k e^{s_k} - sum_j y_j s_j when the
-        # row of Y sums to 1 (one-hot); every exponent is <= 0, so nothing overflows.
+        # target of a sample sums to 1 (one-hot); every exponent is <= 0: nothing overflows.
         row = ws.row
-        np.maximum.reduce(Z, axis=1, keepdims=True, out=row)
+        np.maximum.reduce(Z, axis=0, keepdims=True, out=row)
         np.subtract(Z, row, out=P)
         ys = float(np.vdot(Y, P))
         np.exp(P, out=P)
-        np.add.reduce(P, axis=1, keepdims=True, out=row)
+        np.add.reduce(P, axis=0, keepdims=True, out=row)
         np.divide(P, row, out=P)
         np.log(row, out=row)
-        return (float(np.add.reduce(row, axis=None)) - ys) / P.shape[0]
+        return (float(np.add.reduce(row, axis=None)) - ys) / P.shape[1]
 
 
 class SigmoidBinaryCrossEntropy(_CanonicalHead):
@@ -165,7 +166,7 @@ class SigmoidBinaryCrossEntropy(_CanonicalHead):
         # softplus without overflow: finite even for logits of +-1e4.
         self.output.forward(Z, P, ws.row)
         np.logaddexp(self.output.zero, Z, out=ws.tmp)
-        return (float(np.add.reduce(ws.tmp, axis=None)) - float(np.vdot(Y, Z))) / P.shape[0]
+        return (float(np.add.reduce(ws.tmp, axis=None)) - float(np.vdot(Y, Z))) / P.shape[1]
 
 
 class IdentityMSE(_CanonicalHead):
@@ -204,7 +205,7 @@ def make_head(output: str, loss: str) -> Head:
 class Scratch:
     """Stand-alone scratch buffers for calling a head outside a network (tests, notebooks)."""
 
-    def __init__(self, n: int, c: int, dtype=np.float64):
-        self.row = np.empty((n, 1), dtype)
-        self.tmp = np.empty((n, c), dtype)
+    def __init__(self, c: int, n: int, dtype=np.float64):
+        self.row = np.empty((1, n), dtype)
+        self.tmp = np.empty((c, n), dtype)
         self.inv_n = np.array(1.0 / n, dtype)

@@ -17,16 +17,17 @@ import numpy as np
 
 
 def _threshold(S: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return np.greater(S[:, 0], 0.5, out=out)      # bool -> intp is a safe cast
+    return np.greater(S[0], 0.5, out=out)          # bool -> intp is a safe cast
 
 
 def _argmax(S: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return S.argmax(axis=1, out=out)               # the method skips np.argmax's wrapper
+    return S.argmax(axis=0, out=out)               # the method skips np.argmax's wrapper
 
 
 def labeler(n_columns: int):
-    """The labelling rule for score matrices with ``n_columns`` columns, as a function
-    ``(S, out) -> out`` that writes into a preallocated ``intp`` array (one call per batch)."""
+    """The labelling rule for ``n_columns`` outputs, as a function ``(S, out) -> out`` on
+    *transposed* scores ``S`` of shape ``(n_columns, n_samples)`` (the network's internal
+    layout), writing into a preallocated ``intp`` array: one NumPy call per batch."""
     return _threshold if n_columns == 1 else _argmax
 
 
@@ -40,7 +41,7 @@ def to_labels(S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         S = S.reshape(-1, 1)
     if out is None:
         out = np.empty(S.shape[0], np.intp)
-    return labeler(S.shape[1])(S, out)
+    return labeler(S.shape[1])(S.T, out)
 
 
 def accuracy(P: np.ndarray, Y: np.ndarray) -> float:

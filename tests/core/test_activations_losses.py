@@ -88,12 +88,14 @@ def test_unknown_names_list_the_choices():
 
 
 def head_loss_and_delta(output, loss, Z, Y):
+    """Loss, P and dL/dZ for ``(n, c)`` arrays; heads work on the transposed ``(c, n)``."""
+    Zt, Yt = np.ascontiguousarray(Z.T), np.ascontiguousarray(Y.T)
     head = make_head(output, loss).bind(Z.dtype)
-    ws = Scratch(*Z.shape, dtype=Z.dtype)
-    P, delta = np.empty_like(Z), np.empty_like(Z)
-    value = head.forward_loss(Z, P, Y, ws)
-    head.delta(Z, P, Y, delta, ws)
-    return value, P, delta
+    ws = Scratch(*Zt.shape, dtype=Z.dtype)
+    P, delta = np.empty_like(Zt), np.empty_like(Zt)
+    value = head.forward_loss(Zt, P, Yt, ws)
+    head.delta(Zt, P, Yt, delta, ws)
+    return value, P.T, delta.T
 
 
 def test_loss_values_match_their_formulas():

@@ -162,7 +162,10 @@ def test_float32_stays_float32_everywhere(opt):
         opt.step(net.params, grads)
     arrays = [net.flat, net.grad_flat, *net.params, *net.grads]
     arrays += [a for name in opt.state for a in opt.state[name]]
-    for ws in net._workspaces.values():
-        arrays += [ws.X, ws.Y, ws.Z, ws.P, ws.row, ws.tmp, ws.inv_n, ws.ones, *ws.H, *ws.T, *ws.D]
-    assert all(a.dtype == np.float32 for a in arrays)
+    for ws in net._workspaces.values():                 # every buffer of every workspace
+        for value in vars(ws).values():
+            for a in value if isinstance(value, list) else [value]:
+                if isinstance(a, np.ndarray) and a.dtype != np.intp:
+                    arrays.append(a)
+    assert len(arrays) > 30 and all(a.dtype == np.float32 for a in arrays)
     assert net.predict_proba(X.astype(np.float64)).dtype == np.float32   # inputs are cast down
