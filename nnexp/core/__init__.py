@@ -15,6 +15,9 @@ loss pairs are ``VALID_OUTPUT_LOSS`` (checked by ``check_output_loss``).
 """
 
 from nnexp.core.activations import ACTIVATIONS, OUTPUTS
+from nnexp.core.early_stopping import EarlyStopping
+from nnexp.core.fit import evaluate, fit
+from nnexp.core.history import History
 from nnexp.core.initializers import INITIALIZERS
 from nnexp.core.losses import LOSSES, VALID_OUTPUT_LOSS, check_output_loss
 from nnexp.core.metrics import accuracy, to_labels
@@ -27,7 +30,8 @@ from nnexp.core.schedules import (
 )
 
 __all__ = [
-    "MLP", "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
+    "MLP", "fit", "evaluate", "History", "EarlyStopping",
+    "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
     "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
     "ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "OPTIMIZERS", "SCHEDULES",
     "VALID_OUTPUT_LOSS", "check_output_loss", "accuracy", "to_labels",

@@ -1,0 +1,193 @@
+"""The training loop: mini-batch gradient descent with validation, early stopping and a
+divergence guard.
+
+Cost per step, counted for 784 -> 6 x 50 sigmoid -> 10 softmax at batch size 10 with SGD: 77
+NumPy calls, none per sample and none allocating a batch-sized array:
+
+- gather the batch: 2 (``take`` of X rows and of target columns into preallocated buffers);
+- forward: 7 ``dot`` (biases folded in) + 6 x 4 for the sigmoid + 8 for softmax and loss = 39;
+- delta ``(P - Y)/n``: 2; backward: 7 ``[dW; db]`` + 6 ``delta W^T`` + 6 x 3 for f' = 31;
+- predicted labels for the train accuracy: 1; SGD on the flat buffer: 2 (Adam: 10).
+
+(Counted by wrapping NumPy's functions with counters.) On this machine one such epoch of
+60,000 samples in float32 with one BLAS thread takes about 1.0 s of CPU, against about 1.6 s
+for a straightforward NumPy loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from nnexp.core._checks import count
+from nnexp.core.early_stopping import EarlyStopping
+from nnexp.core.history import History
+from nnexp.core.metrics import labeler, to_labels
+
+_PROGRESS_REPORTS = 20   # progress callbacks per epoch, about
+
+
+def _dataset(net, data, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, Y)`` as arrays of the network's dtype (cast once, here)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (X, Y), got {type(data).__name__}")
+    try:
+        X, Y = net._as_inputs(*data)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: the data set is empty")
+    return X, Y
+
+
+def _quiet() -> np.errstate:
+    """Silence overflow/invalid/divide warnings: a diverging run is detected and reported by
+    the non-finite loss check instead. (A new object each time: errstates are single-use.)"""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+def _split(flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
+    """Views of ``flat`` shaped like the arrays of ``like`` (which tile a buffer in order)."""
+    out, offset = [], 0
+    for a in like:
+        out.append(flat[offset:offset + a.size].reshape(a.shape))
+        offset += a.size
+    return out
+
+
+def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32,
+        early_stopping: EarlyStopping | None = None, seed: int = 0,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        progress: Callable[[int, int, int, float], None] | None = None) -> History:
+    """Train ``net`` with ``opt`` on ``train = (X, Y)``; returns a :class:`History`.
+
+    Each epoch (numbered from 1): ``opt.set_epoch(epoch - 1)``; one permutation of the
+    training set from ``np.random.default_rng(seed)``; mini-batches of ``batch_size`` rows
+    gathered in that order (the last one may be shorter; ``None`` or ``>= n`` is full batch);
+    for each, forward, loss, backward and ``opt.step``. Then the validation set is evaluated in
+    one chunked pass, the epoch is recorded and ``on_epoch(epoch, metrics)`` is called with
+    ``train_loss, train_acc, [val_loss, val_acc,] lr, epoch_seconds``. Exceptions raised by the
+    callbacks (KeyboardInterrupt too) propagate.
+
+    Train metrics are the sample-weighted means over the epoch's batches of what the training
+    forward passes computed, before each step: no extra pass over the training set.
+
+    Stopping:
+
+    - ``early_stopping``: see :class:`EarlyStopping`; ``stop_reason="early_stopped"``, and with
+      ``restore_best`` the weights of the best epoch are copied back.
+    - a non-finite batch loss stops at once: the epoch is recorded with that ``train_loss`` and
+      nan for the rest, ``on_epoch`` is called, the weights of the best epoch (the initial
+      weights if none finished) are restored, ``stop_reason="diverged"``. Non-finite weights
+      or validation loss at the end of an epoch are treated the same way. Floating-point
+      warnings are silenced while batches run, since this guard reports divergence itself.
+
+    ``progress(epoch, batches_done, n_batches, running_loss)``, if given, is called about 20
+    times per epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
+    """
+    X, Y = _dataset(net, train, "train")
+    Xv, Yv = _dataset(net, val, "val") if val is not None else (None, None)
+    epochs = count(epochs, "epochs", minimum=0)
+    n = X.shape[0]
+    if batch_size is None:
+        bs = n
+    else:
+        bs = min(count(batch_size, "batch_size"), n)
+    if early_stopping is not None:
+        if early_stopping.monitor.startswith("val_") and val is None:
+            raise ValueError(f"early stopping monitors {early_stopping.monitor!r} but no "
+                             f"validation set was given (pass val=(X, Y))")
+        tracker = early_stopping
+    else:
+        tracker = EarlyStopping("val_loss" if val is not None else "train_loss", patience=None)
+    tracker.reset()
+
+    # -- everything a step needs, allocated once ---------------------------------------------
+    rng = np.random.default_rng(seed)
+    bounds = [(start, min(n, start + bs)) for start in range(0, n, bs)]
+    n_batches = len(bounds)
+    every = max(1, math.ceil(n_batches / _PROGRESS_REPORTS)) if progress else n_batches
+    segments = [bounds[i:i + every] for i in range(0, n_batches, every)]
+    true_labels = to_labels(Y)
+    predicted = np.empty(n, np.intp)
+    label = labeler(net.sizes[-1])
+    workspaces = {stop - start: net._workspace(stop - start) for start, stop in bounds}
+    best_flat = net.flat.copy()   # restored on divergence before any epoch has finished
+    params, grads, train_step, step = net.params, net.grads, net._train_step, opt.step
+    # targets transposed once, (d_L, n): batches are then gathered as contiguous columns
+    take_x, take_yt, isfinite = X.take, np.ascontiguousarray(Y.T).take, math.isfinite
+    history = History(monitor=tracker.monitor)
+    nan = math.nan
+
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        opt.set_epoch(epoch - 1)
+        order = rng.permutation(n)
+        loss_sum, bad_loss, batches_done = 0.0, None, 0
+
+        # -- the batches: gather, forward, backward, update -----------------------------------
+        for segment in segments:
+            with _quiet():
+                for start, stop in segment:
+                    rows = order[start:stop]
+                    ws = workspaces[stop - start]
+                    take_x(rows, 0, ws.Xin, "clip")   # clip: no bounds-check buffering;
+                    take_yt(rows, 1, ws.Y, "clip")    # rows come from a permutation anyway
+                    loss = train_step(ws)
+                    if not isfinite(loss):
+                        bad_loss = loss
+                        break
+                    loss_sum += loss * (stop - start)
+                    label(ws.P, predicted[start:stop])
+                    step(params, grads)
+            if bad_loss is not None:
+                break
+            batches_done += len(segment)
+            if progress is not None:
+                progress(epoch, batches_done, n_batches, loss_sum / segment[-1][1])
+
+        # -- the epoch's metrics ---------------------------------------------------------------
+        if bad_loss is None:
+            metrics = {"train_loss": loss_sum / n,
+                       "train_acc": np.count_nonzero(predicted == true_labels[order]) / n}
+            finite_weights = bool(np.isfinite(net.flat).all())
+            if Xv is not None:
+                with _quiet():
+                    metrics["val_loss"], metrics["val_acc"] = (
+                        net.evaluate(Xv, Yv) if finite_weights else (nan, nan))
+            diverged = not finite_weights or not isfinite(metrics.get("val_loss", 0.0))
+        else:
+            metrics = {"train_loss": bad_loss, "train_acc": nan}
+            if Xv is not None:
+                metrics["val_loss"] = metrics["val_acc"] = nan
+            diverged = True
+        metrics["lr"] = opt.lr
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        history.append(metrics)
+        if not diverged and tracker.update(epoch, metrics[tracker.monitor]):
+            np.copyto(best_flat, net.flat)
+            history.best_epoch = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+        if diverged:
+            history.stop_reason = "diverged"
+            break
+        if early_stopping is not None and tracker.should_stop:
+            history.stop_reason = "early_stopped"
+            break
+
+    # -- which weights the network keeps ------------------------------------------------------
+    if history.stop_reason == "diverged" or (
+            history.stop_reason == "early_stopped" and early_stopping.restore_best):
+        np.copyto(net.flat, best_flat)
+    if history.best_epoch is not None:
+        history.best_params = _split(best_flat, params)
+    return history
+
+
+def evaluate(net, X, Y) -> tuple[float, float]:
+    """``(mean loss, accuracy)`` of ``net`` on ``(X, Y)``: :meth:`MLP.evaluate`."""
+    return net.evaluate(X, Y)
