@@ -17,6 +17,7 @@ loss pairs are ``VALID_OUTPUT_LOSS`` (checked by ``check_output_loss``).
 from nnexp.core.activations import ACTIVATIONS, OUTPUTS
 from nnexp.core.early_stopping import EarlyStopping
 from nnexp.core.fit import evaluate, fit
+from nnexp.core.gradcheck import gradcheck
 from nnexp.core.history import History
 from nnexp.core.initializers import INITIALIZERS
 from nnexp.core.losses import LOSSES, VALID_OUTPUT_LOSS, check_output_loss
@@ -30,7 +31,7 @@ from nnexp.core.schedules import (
 )
 
 __all__ = [
-    "MLP", "fit", "evaluate", "History", "EarlyStopping",
+    "MLP", "fit", "evaluate", "gradcheck", "History", "EarlyStopping",
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
     "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
     "ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "OPTIMIZERS", "SCHEDULES",
