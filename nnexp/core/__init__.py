@@ -29,11 +29,12 @@ from nnexp.core.optimizers import (
 from nnexp.core.schedules import (
     SCHEDULES, Constant, ExponentialDecay, InverseTimeDecay, StepDecay,
 )
+from nnexp.core.serialize import load_npz, save_npz
 
 __all__ = [
     "MLP", "fit", "evaluate", "gradcheck", "History", "EarlyStopping",
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
     "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
     "ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "OPTIMIZERS", "SCHEDULES",
-    "VALID_OUTPUT_LOSS", "check_output_loss", "accuracy", "to_labels",
+    "VALID_OUTPUT_LOSS", "check_output_loss", "accuracy", "to_labels", "save_npz", "load_npz",
 ]
