@@ -150,3 +150,11 @@ def test_weights_artifact_loads_without_pickle(tracking_uri, compose, tmp_path):
     path = MlflowClient(tracking_uri).download_artifacts(result.run_id, "weights.npz", str(tmp_path))
     with np.load(path, allow_pickle=False) as weights:
         assert len(weights.files) >= 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("preset", "accuracy"), [("xor", 1.0), ("spiral", 0.95), ("breast_cancer", 0.97)])
+def test_experiment_presets_reproduce_the_tutorials(tracking_uri, compose, preset, accuracy):
+    result = app.run(compose(f"experiment={preset}", "tracking.log_model=false"), show_progress=False)
+    assert result.status == "FINISHED"
+    assert result.metrics["test_acc"] >= accuracy
