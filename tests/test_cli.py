@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,26 @@ def test_ui_without_runs_says_so_in_one_line(workdir):
     result = subprocess.run([sys.executable, "-m", "nnexp.ui"], cwd=workdir, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "no runs yet" in result.stderr
+
+
+def test_installed_wheel_runs_from_any_directory(tmp_path, workdir):
+    """The configs and sweep files ship inside the wheel: no checkout needed."""
+    repo = Path(__file__).resolve().parent.parent
+    wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)],
+                   check=True, timeout=300, capture_output=True)
+    (wheel,) = wheels.glob("nnexp-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, timeout=300, capture_output=True)
+    env = {"PYTHONPATH": str(site)}  # the wheel's nnexp comes before the editable checkout
+    result = run_cli("optimizer=adam", "lr=0.001", "epochs=2", "tracking.log_model=false",
+                     cwd=elsewhere, env=env, check=True)
+    assert "test_acc=" in result.stdout
+    listing = run_cli("+sweep=depth", "--cfg", "hydra", "-p", "hydra.sweeper.params",
+                      cwd=elsewhere, env=env, check=True)
+    assert "model.hidden" in listing.stdout
+    probe = subprocess.run([sys.executable, "-c", "import nnexp; print(nnexp.__file__)"], cwd=elsewhere,
+                           env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    assert probe.stdout.startswith(str(site))
