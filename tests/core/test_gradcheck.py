@@ -80,3 +80,14 @@ def test_max_checks_per_param_limits_the_work_and_keeps_the_params():
     assert len(calls) == 2 * (5 + 5 + 5 + 3)                  # b2 has only 3 entries
     assert set(errors) == {"W1", "b1", "W2", "b2"}
     np.testing.assert_array_equal(net.flat, before)
+
+
+def test_floor_turns_the_comparison_absolute_for_tiny_entries():
+    net = MLP([3, 4, 2], activation="tanh", seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 3)), np.eye(2)[[0, 1, 1]]
+    net.params[0][:, 0] *= 1e-9                # hidden unit 1 barely connected: its
+    net.params[2][0, :] *= 1e-9                # gradient entries are ~1e-10, pure noise
+    plain, floored = gradcheck(net, X, Y), gradcheck(net, X, Y, floor=1e-4)
+    assert plain["W1"] > 1e-3                  # relative error of noise on tiny entries
+    assert max(floored.values()) < 1e-6        # absolute below 1e-4: backprop is right
