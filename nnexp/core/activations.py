@@ -1,6 +1,7 @@
 """Hidden activations and output functions, written for in-place use on preallocated buffers.
 
-Hidden activations act element-wise on a pre-activation ``Z`` of shape ``(n_samples, n_units)``:
+Hidden activations act element-wise on a pre-activation ``Z`` of any shape (the network passes
+``(n_units, n_samples)`` blocks):
 
 =============  ===============================  =====================================
 name           a = f(z)                          f'(z), from the cached output a
@@ -213,7 +214,7 @@ class IdentityOutput(Output):
 
 
 class SigmoidOutput(Output):
-    """Independent sigmoids, one per column (binary or multi-label outputs)."""
+    """Independent sigmoids, one per output unit (binary or multi-label outputs)."""
 
     name = "sigmoid"
 

@@ -56,9 +56,10 @@ class History:
 
     def best(self, metric: str | None = None) -> float:
         """``metric`` (default: the monitored one) at the best epoch; nan if there is none."""
-        series = getattr(self, metric or self.monitor) if (metric or self.monitor) in METRICS else None
-        if series is None:
-            raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+        name = metric or self.monitor
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(METRICS)}")
+        series = getattr(self, name)
         if self.best_epoch is None or len(series) < self.best_epoch:
             return math.nan
         return series[self.best_epoch - 1]
