@@ -25,7 +25,7 @@ def find_parent(client, experiment_ids: list[str], run_id: str | None):
 def main(argv: list[str] | None = None) -> int:
     from nnexp import summary
     from nnexp.errors import NnexpError
-    from nnexp.tracking.store import resolve_uri, sqlite_path
+    from nnexp.ui import store_with_runs
 
     parser = argparse.ArgumentParser(prog="python -m nnexp.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", metavar="RUN_ID", help="the sweep's parent run (default: the latest)")
@@ -35,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "(default: outputs/compare/<sweep run id>)")
     args = parser.parse_args(argv)
     try:
-        uri = resolve_uri(args.uri)
+        uri = store_with_runs(args.uri)
     except NnexpError as error:
         parser.exit(2, f"nnexp.compare: error: {error}\n")
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        parser.exit(2, f"nnexp.compare: error: no runs yet: {db} does not exist\n")
 
     from mlflow.tracking import MlflowClient
 

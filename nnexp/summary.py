@@ -38,7 +38,10 @@ def param_for(key: str, params: Mapping[str, str]) -> str:
     """The logged param that a swept key sets: ``lr`` → ``lr``; a config group such as
     ``model`` or ``optimizer`` → ``group.model`` (the preset's name)."""
     key = key.lstrip("+~")
-    return f"group.{key}" if key not in params and f"group.{key}" in params else key
+    for candidate in (key, f"group.{key}", f"{key}.name"):
+        if candidate in params:
+            return candidate
+    return key
 
 
 def child_rows(client, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:

@@ -21,9 +21,22 @@ def command(uri: str, host: str, port: int) -> list[str]:
             "--workers", "1"]
 
 
+def store_with_runs(uri: str | None) -> str:
+    """The tracking URI to read runs from (resolved as a run resolves it); a SQLite store that
+    does not exist yet raises :class:`~nnexp.errors.TrackingError` instead of being created."""
+    from nnexp.errors import TrackingError
+    from nnexp.tracking.store import resolve_uri, sqlite_path
+
+    resolved = resolve_uri(uri)
+    db = sqlite_path(resolved)
+    if db is not None and not db.exists():
+        raise TrackingError(f"no runs yet: {db} does not exist "
+                            f"(run `python -m nnexp` in this folder first, or pass --uri)")
+    return resolved
+
+
 def main(argv: list[str] | None = None) -> None:
     from nnexp.errors import NnexpError
-    from nnexp.tracking.store import resolve_uri, sqlite_path
 
     parser = argparse.ArgumentParser(prog="python -m nnexp.ui", description=__doc__.splitlines()[0])
     parser.add_argument("--uri", default=None, help="tracking URI (default: as a run resolves it)")
@@ -31,13 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     try:
-        uri = resolve_uri(args.uri)
+        uri = store_with_runs(args.uri)
     except NnexpError as error:
         parser.exit(2, f"nnexp.ui: error: {error}\n")
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        parser.exit(2, f"nnexp.ui: error: no runs yet: {db} does not exist "
-                       f"(run `python -m nnexp` here first, or pass --uri)\n")
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     cmd = command(uri, args.host, args.port)
