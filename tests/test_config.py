@@ -94,3 +94,12 @@ def test_bad_values_give_one_line_naming_the_key(compose, overrides, message):
     assert "\n" not in text
     key = overrides[-1].split("=")[0]
     assert key in text or "model.output" in text
+
+
+def test_every_config_group_folder_ships_in_the_package():
+    import tomllib
+
+    pyproject = tomllib.loads((CONF.parent / "pyproject.toml").read_text())
+    packages = set(pyproject["tool"]["setuptools"]["packages"])
+    folders = {f"nnexp.conf.{path.name}" for path in CONF.iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert folders <= packages, f"add {sorted(folders - packages)} to [tool.setuptools] packages"
