@@ -76,6 +76,16 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def _blas_threads() -> str:
+    """Threads the BLAS library under NumPy will use (1 per job in a parallel sweep)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # it comes with scikit-learn; without it we just do not say
+        return "unknown"
+    counts = {str(pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "blas"}
+    return ",".join(sorted(counts)) or "unknown"
+
+
 def load_data(cfg: Mapping[str, Any], dtype: str | None = None):
     """The data set of ``cfg["data"]`` in the run's dtype, with the targets its model needs:
     one-hot, or a 0/1 column for a sigmoid output on a two-class set (see build.binary_targets)."""
@@ -172,7 +182,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     # -- the run: from here on, every way out ends it -------------------------------------------
     tags = {"nnexp.version": nnexp.__version__, "nnexp.mode": "train",
             "nnexp.data": cfg["data"]["name"], "nnexp.overrides": " ".join(overrides) or "(none)",
-            TAG_CONFIG_HASH: key}
+            TAG_CONFIG_HASH: key, "nnexp.blas_threads": _blas_threads()}
     commit = _git_commit()
     if commit:
         tags["nnexp.git_commit"] = commit

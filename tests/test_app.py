@@ -42,6 +42,7 @@ def test_run_records_params_metrics_tags_and_artifacts(tracking_uri, compose):
     assert run.data.tags["nnexp.stop_reason"] == "completed"
     assert run.data.tags["nnexp.overrides"] == "optimizer=sgd lr=0.05"
     assert run.data.tags["nnexp.version"]
+    assert run.data.tags["nnexp.blas_threads"].isdigit()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)

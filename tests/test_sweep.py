@@ -73,6 +73,7 @@ def test_parallel_joblib_sweep_loses_no_run_and_no_metric_point(workdir):
     assert len(children) == 6
     for child in children:
         assert child.info.status == "FINISHED"
+        assert child.data.tags["nnexp.blas_threads"] == "1"  # no oversubscribed cores
         for metric in ("train_loss", "val_loss", "val_acc", "lr", "epoch_seconds"):
             steps = [m.step for m in client.get_metric_history(child.info.run_id, metric)]
             assert sorted(steps) == list(range(1, epochs + 1)), (metric, steps)
