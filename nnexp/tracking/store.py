@@ -8,11 +8,15 @@ Why the care: a new SQLite database is created by running schema migrations, and
 processes doing that at once break it; an experiment created by two jobs at once makes one of
 them fail. So a sweep opens the store and makes the experiment once, before its jobs start
 (:func:`open_store` from the sweep callback), and every run is started with an explicit
-experiment id.
+experiment id. Independent processes started together on a new database (a shell loop, a job
+array) are serialised by an exclusive lock on ``<database>.lock`` while the database and the
+experiment are created; once the experiment exists, opening takes no lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import sqlite3
@@ -80,11 +84,43 @@ def _check_writable(db: Path) -> None:
                             f"(fix its permissions or choose another with MLFLOW_TRACKING_URI)")
     if db.exists() and db.stat().st_size:
         try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            # a generous timeout: another process may be creating the database right now
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as connection:
                 connection.execute("select count(*) from sqlite_master").fetchone()
         except sqlite3.DatabaseError as error:
             raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); "
                                 f"move it aside or choose another with MLFLOW_TRACKING_URI") from None
+
+
+def _experiment_exists(db: Path, experiment_name: str) -> bool:
+    """Whether the database is ready and holds the experiment (read-only, no MLflow import).
+
+    nnexp creates an experiment only after the database is fully migrated (under the lock of
+    :func:`_creation_lock`), so an experiment row means that nothing is left to create.
+    """
+    if not db.is_file() or not db.stat().st_size:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
+            row = connection.execute("select 1 from experiments where name = ?",
+                                     (experiment_name,)).fetchone()
+    except sqlite3.Error:  # no experiments table yet (being created), or busy for a minute
+        return False
+    return row is not None
+
+
+def _creation_lock(db: Path):
+    """Hold an exclusive ``flock`` on ``<database>.lock`` (released when the file is closed).
+
+    The lock file stays in place: deleting it would let two processes lock different files.
+    """
+    handle = open(db.with_name(db.name + ".lock"), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 @dataclass
@@ -118,8 +154,8 @@ def quiet_mlflow() -> None:
 def open_store(uri: str, experiment_name: str) -> Store:
     """Open (creating if needed) the store at ``uri`` and the experiment called ``experiment_name``.
 
-    Safe to call from several processes on an existing database; a sweep calls it once before
-    its jobs start so that they never race on creating the database or the experiment.
+    Safe to call from several processes at once, also on a database that does not exist yet
+    (see :func:`_creation_lock`); a sweep calls it once before its jobs start anyway.
     """
     db = sqlite_path(uri)
     if db is not None:
@@ -131,8 +167,16 @@ def open_store(uri: str, experiment_name: str) -> Store:
 
     quiet_mlflow()
 
-    client = MlflowClient(tracking_uri=uri)
+    # A new database (or experiment) is made by one process at a time; the others wait, then
+    # find the experiment made and go on without the lock.
+    lock = None
+    if db is not None and not _experiment_exists(db, experiment_name):
+        lock = _creation_lock(db)
+        if _experiment_exists(db, experiment_name):
+            lock.close()
+            lock = None
     try:
+        client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             try:
@@ -152,6 +196,9 @@ def open_store(uri: str, experiment_name: str) -> Store:
     except MlflowException as error:
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
+    finally:
+        if lock is not None:
+            lock.close()
     store = Store(client, uri, experiment_id, experiment_name)
     mark_stale_runs_failed(store)
     return store
