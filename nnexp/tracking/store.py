@@ -44,7 +44,8 @@ def default_uri() -> str:
 def resolve_uri(configured: str | None = None) -> str:
     """The tracking URI: the config's, else ``$MLFLOW_TRACKING_URI``, else :func:`default_uri`.
 
-    A URI whose scheme MLflow cannot use, or a SQLite URI without a path, raises
+    A URI whose scheme MLflow cannot use, a SQLite URI without a path (``sqlite://`` alone would
+    be an in-memory database that keeps nothing) or an HTTP URI without a host raises
     :class:`TrackingError` naming where the value came from.
     """
     source, uri = "tracking.uri", configured
@@ -60,8 +61,15 @@ def resolve_uri(configured: str | None = None) -> str:
     if scheme not in KNOWN_SCHEMES:
         raise TrackingError(f"{source}={uri!r} is not a tracking URI MLflow can use "
                             f"(expected e.g. sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000)")
-    if scheme == "sqlite" and not uri.removeprefix("sqlite:///").strip():
-        raise TrackingError(f"{source}={uri!r} names no database file (e.g. sqlite:///mlruns/mlflow.db)")
+    if scheme == "sqlite" and (not uri.startswith("sqlite:///") or not uri.removeprefix("sqlite:///").strip()):
+        # "sqlite://" alone is an in-memory database: every run would vanish with the process
+        raise TrackingError(f"{source}={uri!r} names no database file: write sqlite:/// and a path, "
+                            f"e.g. sqlite:///mlruns/mlflow.db")
+    if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+        raise TrackingError(f"{source}={uri!r} is MLflow's old file store, which MLflow 3 refuses; use "
+                            f"sqlite:///<folder>/mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)")
+    if scheme in ("http", "https") and not urlparse(uri).hostname:
+        raise TrackingError(f"{source}={uri!r} names no server (e.g. http://127.0.0.1:5000)")
     return uri
 
 
@@ -194,6 +202,12 @@ def open_store(uri: str, experiment_name: str) -> Store:
                                     f"in the MLflow UI or choose another with tracking.experiment=...")
             experiment_id = experiment.experiment_id
     except MlflowException as error:
+        message = " ".join(str(error).split())[:300]
+        raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
+    except Exception as error:
+        if not type(error).__module__.startswith("sqlalchemy"):
+            raise
+        # e.g. a URI SQLAlchemy cannot parse, or a database file it cannot open
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
     finally:
