@@ -23,6 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
 
@@ -98,6 +99,23 @@ def _check_writable(db: Path) -> None:
         except sqlite3.DatabaseError as error:
             raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); "
                                 f"move it aside or choose another with MLFLOW_TRACKING_URI") from None
+
+
+def _check_artifact_folder(location: str | None) -> None:
+    """Fail in one line, before a run exists, when the experiment's local artifact folder cannot
+    be created or written (otherwise the run would train and then fail to save its files)."""
+    scheme = urlparse(location or "").scheme
+    if not location or scheme not in ("", "file"):
+        return  # a server or cloud store checks its own permissions
+    folder = Path(url2pathname(urlparse(location).path)) if scheme == "file" else Path(location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrackingError(f"cannot create the MLflow artifact folder {folder}: {error.strerror} "
+                            f"(choose another store with MLFLOW_TRACKING_URI)") from None
+    if not os.access(folder, os.W_OK):
+        raise TrackingError(f"the MLflow artifact folder {folder} is not writable "
+                            f"(fix its permissions or choose another store with MLFLOW_TRACKING_URI)")
 
 
 def _experiment_exists(db: Path, experiment_name: str) -> bool:
@@ -187,9 +205,10 @@ def open_store(uri: str, experiment_name: str) -> Store:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
+            location = artifact_root(uri, experiment_name)
+            _check_artifact_folder(location)
             try:
-                experiment_id = client.create_experiment(
-                    experiment_name, artifact_location=artifact_root(uri, experiment_name))
+                experiment_id = client.create_experiment(experiment_name, artifact_location=location)
             except MlflowException:
                 # another process created it between our look-up and our create
                 experiment = client.get_experiment_by_name(experiment_name)
@@ -201,6 +220,7 @@ def open_store(uri: str, experiment_name: str) -> Store:
                 raise TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
                                     f"in the MLflow UI or choose another with tracking.experiment=...")
             experiment_id = experiment.experiment_id
+            _check_artifact_folder(experiment.artifact_location)
     except MlflowException as error:
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
