@@ -8,6 +8,7 @@ SIGINT / SIGTERM (the run is KILLED). Set ``NNEXP_DEBUG=1`` to see tracebacks.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 1, 2, 3
@@ -38,6 +39,9 @@ def main() -> None:
         if cli.last_error is not None:
             raise cli.last_error
     except KeyboardInterrupt as interrupt:
+        # on the way out: a second Ctrl-C must not cut the sweep's ending short
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         from nnexp.app import Terminated
 
         terminated = isinstance(interrupt, Terminated)

@@ -217,8 +217,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
                          store.experiment_name, store.uri)
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
-        mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
-        mlflow_run.end("KILLED", error=reason)
+        with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
+            mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
+            mlflow_run.end("KILLED", error=reason)
         raise
     except BaseException as error:
         mlflow_run.end("FAILED", error=f"{type(error).__name__}: {error}")

@@ -5,10 +5,10 @@
 - :mod:`~nnexp.tracking.model`: the best weights as an MLflow pyfunc model.
 """
 
-from nnexp.tracking.run import TAG_STOP_REASON, TrackedRun
+from nnexp.tracking.run import TAG_STOP_REASON, TrackedRun, interrupts_held
 from nnexp.tracking.store import (
     TAG_ERROR, Store, default_uri, mark_stale_runs_failed, open_store, resolve_uri,
 )
 
-__all__ = ["TAG_ERROR", "TAG_STOP_REASON", "Store", "TrackedRun", "default_uri",
+__all__ = ["TAG_ERROR", "TAG_STOP_REASON", "Store", "TrackedRun", "default_uri", "interrupts_held",
            "mark_stale_runs_failed", "open_store", "resolve_uri"]

@@ -7,8 +7,11 @@ fsync, so one call per value would cost more than training a small model.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +29,26 @@ TAG_STOP_REASON = "nnexp.stop_reason"
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ignore SIGINT and SIGTERM while a run's record is being closed (main thread only).
+
+    Closing takes a few database writes; a second Ctrl-C in the middle (people press it more
+    than once) would otherwise abort them and leave the run RUNNING. The signal is dropped:
+    the process is already on its way out, or the run has just ended anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler installed outside Python; leave it ignored
+                signal.signal(signum, handler)
 
 
 class TrackedRun:
@@ -109,19 +132,22 @@ class TrackedRun:
         """Flush what is queued and close the run with ``status``; safe to call twice.
 
         If the flush itself fails (the store went away), the run is still closed so that it is
-        never left RUNNING, and the flush error is re-raised afterwards.
+        never left RUNNING, and the flush error is re-raised afterwards. SIGINT and SIGTERM are
+        ignored meanwhile (see :func:`interrupts_held`); the run counts as ended only once its
+        status is written.
         """
         if self.ended:
             return
-        self.ended = True
         flush_error = None
-        try:
-            self.flush()
-        except Exception as exc:  # noqa: BLE001 - recorded below, re-raised after closing
-            flush_error = exc
-            error = error or f"metrics could not be written: {exc}"
-        if error:
-            self.client.set_tag(self.run_id, TAG_ERROR, " ".join(error.split())[:MAX_PARAM_LENGTH])
-        self.client.set_terminated(self.run_id, status)
+        with interrupts_held():
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - recorded below, re-raised after closing
+                flush_error = exc
+                error = error or f"metrics could not be written: {exc}"
+            if error:
+                self.client.set_tag(self.run_id, TAG_ERROR, " ".join(error.split())[:MAX_PARAM_LENGTH])
+            self.client.set_terminated(self.run_id, status)
+            self.ended = True
         if flush_error is not None:
             raise flush_error
