@@ -115,10 +115,21 @@ class TrackedRun:
             self.flush()
 
     def flush(self) -> None:
-        """Write every queued metric point (in as few calls as MLflow allows)."""
+        """Write every queued metric point (in as few calls as MLflow allows).
+
+        If a write is cut short (Ctrl-C arriving mid-transaction, a locked or vanished store),
+        the points not known to be written stay queued, so :meth:`end` writes them again;
+        MLflow drops points that were in fact written already.
+        """
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=pending[start:start + MAX_BATCH])
+        written = 0
+        try:
+            for start in range(0, len(pending), MAX_BATCH):
+                self.client.log_batch(self.run_id, metrics=pending[start:start + MAX_BATCH])
+                written = start + MAX_BATCH
+        except BaseException:
+            self._pending = pending[written:] + self._pending
+            raise
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
