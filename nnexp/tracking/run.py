@@ -143,9 +143,9 @@ class TrackedRun:
         """Flush what is queued and close the run with ``status``; safe to call twice.
 
         If the flush itself fails (the store went away), the run is still closed so that it is
-        never left RUNNING, and the flush error is re-raised afterwards. SIGINT and SIGTERM are
-        ignored meanwhile (see :func:`interrupts_held`); the run counts as ended only once its
-        status is written.
+        never left RUNNING -- as FAILED, since metrics are missing -- and the flush error is
+        re-raised afterwards. SIGINT and SIGTERM are ignored meanwhile (see
+        :func:`interrupts_held`); the run counts as ended only once its status is written.
         """
         if self.ended:
             return
@@ -156,6 +156,8 @@ class TrackedRun:
             except Exception as exc:  # noqa: BLE001 - recorded below, re-raised after closing
                 flush_error = exc
                 error = error or f"metrics could not be written: {exc}"
+                if status == "FINISHED":
+                    status = "FAILED"
             if error:
                 self.client.set_tag(self.run_id, TAG_ERROR, " ".join(error.split())[:MAX_PARAM_LENGTH])
             self.client.set_terminated(self.run_id, status)
