@@ -24,6 +24,21 @@ def _is_bad_input(error: BaseException) -> bool:
     return module.startswith(("hydra.errors", "omegaconf"))
 
 
+def _exit_now(status: int) -> None:
+    """Exit with ``status`` as soon as the records are closed.
+
+    The interpreter's own teardown of the modules MLflow and Hydra load takes 1-2 s, which an
+    interrupted user (or a scheduler's grace period) should not wait for: run the exit hooks,
+    flush, and leave.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def main() -> None:
     debug = bool(os.environ.get("NNEXP_DEBUG"))
     # Let Hydra's exceptions reach us so that we can print them in one line.
@@ -48,7 +63,7 @@ def main() -> None:
         sweep.abort_active_sweep("KILLED", "sweep interrupted")
         print(f"nnexp: {'terminated by SIGTERM' if terminated else 'interrupted'}; "
               f"the run was ended as KILLED with every epoch logged so far", file=sys.stderr)
-        sys.exit(143 if terminated else 130)
+        _exit_now(143 if terminated else 130)
     except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
         sweep.abort_active_sweep("FAILED", f"sweep stopped: {one_line(error)}")
         if debug:
