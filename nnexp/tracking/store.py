@@ -255,20 +255,31 @@ def mark_stale_runs_failed(store: Store) -> list[str]:
     same machine notices that its process no longer exists and says so in the run's tags.
     Runs of other hosts are left alone: we cannot see their processes. Returns the run ids.
     """
+    return [run.info.run_id for run in end_stale_runs(store.client, [store.experiment_id])]
+
+
+def end_stale_runs(client, experiment_ids: list[str], dry_run: bool = False) -> list:
+    """:func:`mark_stale_runs_failed` for any experiments (``python -m nnexp.tracking cleanup``
+    passes them all); returns the stale runs, left RUNNING when ``dry_run``."""
     host = socket.gethostname()
-    client = store.client
-    stale = []
-    runs = client.search_runs([store.experiment_id], filter_string="attributes.status = 'RUNNING'",
-                              max_results=1000)
-    for run in runs:
-        tags = run.data.tags
-        if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
-            continue
-        pid = int(tags[TAG_PID])
-        if pid == os.getpid() or _process_alive(pid):
-            continue
+    stale, token = [], None
+    while experiment_ids:
+        page = client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            tags = run.data.tags
+            if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
+                continue
+            pid = int(tags[TAG_PID])
+            if pid == os.getpid() or _process_alive(pid):
+                continue
+            stale.append(run)
+        token = page.token
+        if not token:
+            break
+    for run in [] if dry_run else stale:
+        pid = run.data.tags[TAG_PID]
         client.set_tag(run.info.run_id, TAG_ERROR,
                        f"process {pid} on {host} ended without closing the run (killed?)")
         client.set_terminated(run.info.run_id, "FAILED")
-        stale.append(run.info.run_id)
     return stale
