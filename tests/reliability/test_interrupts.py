@@ -1,0 +1,140 @@
+"""Interrupts: SIGINT and SIGTERM end the run as KILLED at once with every epoch logged so far;
+a SIGKILLed run's RUNNING record is marked FAILED by the next invocation or by
+``python -m nnexp.tracking cleanup``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.reliability.helpers import (
+    EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, history, isolated_env, wait_for_epochs,
+)
+
+pytestmark = pytest.mark.slow
+
+# How long after the signal the process may take to exit (it takes about 0.1 s).
+EXIT_WITHIN = 2.0
+
+
+def start_long_run(workdir):
+    return subprocess.Popen([sys.executable, "-m", "nnexp", *LONG_RUN], cwd=workdir,
+                            env=isolated_env(workdir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def interrupt(process, signum, times=1, gap=0.0) -> tuple[float, str]:
+    """Send ``signum`` ``times`` times; returns the seconds from the first signal to the exit,
+    and what the process wrote on stderr."""
+    sent = time.monotonic()
+    for _ in range(times):
+        process.send_signal(signum)
+        time.sleep(gap)
+    process.wait(timeout=60)
+    seconds = time.monotonic() - sent
+    _, stderr = process.communicate()
+    return seconds, stderr
+
+
+def assert_killed_with_every_epoch(workdir, logged_before: int, reason: str):
+    client = client_for(workdir)
+    (run,) = all_runs(client)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["nnexp.stop_reason"] == "killed"
+    assert reason in run.data.tags["nnexp.error"]
+    steps = {key: [step for step, _ in history(client, run.info.run_id, key)] for key in EPOCH_METRICS}
+    k = len(steps["train_loss"])
+    assert k >= max(1, logged_before)
+    for key, logged in steps.items():
+        assert logged == list(range(1, k + 1)), key   # every epoch, once, none missing
+
+
+@pytest.mark.parametrize(("signum", "status", "reason", "message"), [
+    (signal.SIGINT, 130, "interrupted by SIGINT", "nnexp: interrupted;"),
+    (signal.SIGTERM, 143, "terminated by SIGTERM", "nnexp: terminated by SIGTERM;"),
+], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_training_kills_the_run_at_once(migrated_store, signum, status, reason, message):
+    process = start_long_run(migrated_store)
+    logged = wait_for_epochs(migrated_store / "mlruns" / "mlflow.db", process)
+    seconds, stderr = interrupt(process, signum)
+    assert process.returncode == status, stderr
+    assert seconds < EXIT_WITHIN, seconds
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"{message} the run was ended as KILLED with every epoch logged so far"]
+    assert_killed_with_every_epoch(migrated_store, logged, reason)
+
+
+def test_repeated_ctrl_c_still_ends_the_run(migrated_store):
+    """People press Ctrl-C more than once: the later ones arrive while the run is being closed
+    and must not leave it RUNNING."""
+    process = start_long_run(migrated_store)
+    logged = wait_for_epochs(migrated_store / "mlruns" / "mlflow.db", process)
+    seconds, stderr = interrupt(process, signal.SIGINT, times=20, gap=0.01)
+    assert process.returncode == 130, stderr
+    assert seconds < EXIT_WITHIN
+    assert_killed_with_every_epoch(migrated_store, logged, "interrupted by SIGINT")
+
+
+def test_sigkilled_run_is_marked_failed_by_the_next_invocation(migrated_store):
+    process = start_long_run(migrated_store)
+    wait_for_epochs(migrated_store / "mlruns" / "mlflow.db", process)
+    process.kill()
+    process.communicate(timeout=30)
+    client = client_for(migrated_store)
+    (killed,) = all_runs(client)
+    assert killed.info.status == "RUNNING"   # nobody could close it
+    steps_before = history(client, killed.info.run_id, "train_loss")
+
+    # the next run in the same experiment (spiral) notices that its process is gone
+    result = subprocess.run([sys.executable, "-m", "nnexp", "data=spiral", *QUICK], cwd=migrated_store,
+                            env=isolated_env(migrated_store), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    stale = client.get_run(killed.info.run_id)
+    assert stale.info.status == "FAILED"
+    assert f"process {process.pid} on {socket.gethostname()} ended without closing the run" in \
+        stale.data.tags["nnexp.error"]
+    assert history(client, killed.info.run_id, "train_loss") == steps_before  # its curves kept
+    assert sorted(r.info.status for r in all_runs(client)) == ["FAILED", "FINISHED"]
+
+
+def test_cleanup_command_marks_stale_runs_of_every_experiment(migrated_store):
+    """``python -m nnexp.tracking cleanup``: RUNNING runs whose process on this host is gone
+    become FAILED, in every experiment; live processes and other hosts' runs are left alone."""
+    from mlflow.tracking import MlflowClient
+
+    from nnexp.tracking.store import TAG_HOST, TAG_PID
+
+    uri = f"sqlite:///{migrated_store / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    made = {}
+    for experiment in ("spiral", "mnist"):
+        experiment_id = client.create_experiment(experiment)
+        for name, pid, host in (("dead", dead.pid, here), ("alive", os.getpid(), here),
+                                ("elsewhere", dead.pid, "another-host")):
+            run = client.create_run(experiment_id, run_name=f"{experiment}-{name}",
+                                    tags={TAG_PID: str(pid), TAG_HOST: host})
+            made[run.info.run_name] = run.info.run_id
+
+    env = isolated_env(migrated_store, MLFLOW_TRACKING_URI=uri)
+    result = subprocess.run([sys.executable, "-m", "nnexp.tracking", "cleanup"], cwd=migrated_store,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    status = {name: client.get_run(run_id).info.status for name, run_id in made.items()}
+    assert status == {"spiral-dead": "FAILED", "spiral-alive": "RUNNING", "spiral-elsewhere": "RUNNING",
+                      "mnist-dead": "FAILED", "mnist-alive": "RUNNING", "mnist-elsewhere": "RUNNING"}
+    assert "marked 2 stale runs FAILED" in result.stdout
+    for name in ("spiral-dead", "mnist-dead"):
+        assert made[name] in result.stdout
+
+    again = subprocess.run([sys.executable, "-m", "nnexp.tracking", "cleanup"], cwd=migrated_store,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "no stale runs" in again.stdout
