@@ -58,7 +58,7 @@ SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01,0.001", "epoc
 NON_TRAINING_LIMIT = 1.5     # seconds, issue 7
 WARM_LOAD_LIMIT = 0.5        # seconds
 SWEEP_SPEEDUP = 1.6
-STAGES_ENV, T0_ENV = "BENCH_STAGES_OUT", "BENCH_T0"
+STAGES_ENV, T0_ENV, FREEZE_ENV = "BENCH_STAGES_OUT", "BENCH_T0", "BENCH_GC_FREEZE_AT_EXIT"
 
 IMPORTS = [("python -c pass", "pass"), ("import numpy", "import numpy"),
            ("import nnexp.core", "import nnexp.core"), ("import nnexp.data", "import nnexp.data"),
@@ -145,6 +145,25 @@ def instrument(stages: Stages) -> None:
         stages.wrap(owner, attr, label)
 
 
+def watch_gc() -> dict:
+    """Collect the pauses of Python's cyclic garbage collector while the run goes on: with
+    MLflow loaded, a full (generation 2) collection walks hundreds of thousands of objects."""
+    import gc
+
+    pauses = {"count": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]}
+    started = [0.0]
+
+    def callback(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses["count"][info["generation"]] += 1
+            pauses["seconds"][info["generation"]] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(callback)
+    return pauses
+
+
 def run_instrumented(overrides: list[str]) -> None:
     """Child mode: run ``python -m nnexp <overrides>`` with timers; write them to $BENCH_STAGES_OUT."""
     import atexit
@@ -160,6 +179,7 @@ def run_instrumented(overrides: list[str]) -> None:
             {**r, "start": r["start"] - t0} for r in stages.records], "missing": stages.missing}))
 
     atexit.register(save)    # registered first, so it runs last of the atexit handlers
+    marks["gc"] = watch_gc()
     instrument(stages)
     marks["main_start"] = time.time() - t0
     sys.argv = ["nnexp", *overrides]
@@ -169,6 +189,12 @@ def run_instrumented(overrides: list[str]) -> None:
         main()
     finally:
         marks["main_end"] = time.time() - t0
+        if os.environ.get(FREEZE_ENV):
+            # what-if: objects moved to the permanent generation are skipped by the final
+            # collection at interpreter shutdown
+            import gc
+
+            gc.freeze()
 
 
 def breakdown(stages_file: Path, wall: float) -> tuple[list[list], dict]:
@@ -186,12 +212,17 @@ def breakdown(stages_file: Path, wall: float) -> tuple[list[list], dict]:
                 rows.append([("  " * (r["depth"] - 1)) + r["label"], r["seconds"]])
         rows.append(["Hydra/app after the run (summary line, teardown)",
                      marks["main_end"] - run["start"] - run["seconds"]])
-    rows.append(["interpreter exit", wall - marks["atexit"]])
+    rows.append(["interpreter exit (final garbage collection, module teardown)",
+                 wall - marks["atexit"]])
+    gc_pauses = marks.get("gc", {"count": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]})
+    rows.append([f"(inside the stages above: {gc_pauses['count'][2]} full garbage collections)",
+                 gc_pauses["seconds"][2]])
     fit = sum(r["seconds"] for r in records if r["label"] == "fit")
     logged = sum(r["seconds"] for r in records if r["label"] == "log epoch metrics (in fit)")
     training = fit - logged
     totals = {"wall": wall, "training": training, "non_training": wall - training,
-              "missing": data["missing"], "stages": {label: s for label, s in rows}}
+              "missing": data["missing"], "gc": gc_pauses,
+              "stages": {label: s for label, s in rows}}
     return rows, totals
 
 
@@ -294,7 +325,7 @@ def measure_mnist_load(box: Sandbox, n: int) -> dict:
     return out
 
 
-MNIST_RUN = ["data=mnist", "epochs=1", "progress=false"]
+MNIST_RUN = ["data=mnist", "data.download=false", "epochs=1", "progress=false"]
 
 
 def measure_runs(box: Sandbox, n: int) -> dict:
@@ -312,13 +343,15 @@ def measure_runs(box: Sandbox, n: int) -> dict:
     return out
 
 
-def measure_breakdown(box: Sandbox, log_model: bool) -> tuple[list[list], dict]:
-    """One instrumented MNIST run (warm cache, existing store)."""
+def measure_breakdown(box: Sandbox, log_model: bool, freeze: bool = False
+                      ) -> tuple[list[list], dict]:
+    """One instrumented MNIST run (warm cache, existing store); ``freeze``: with
+    ``gc.freeze()`` once the run is over (a what-if for the exit cost)."""
     store = box.fresh_store("breakdown")
-    stages_file = box.dir / f"stages-{log_model}.json"
+    stages_file = box.dir / f"stages-{log_model}-{freeze}.json"
     overrides = [*MNIST_RUN, f"tracking.log_model={str(log_model).lower()}",
                  *box.hydra_dirs("breakdown")]
-    env = box.env(store, **{STAGES_ENV: str(stages_file)})
+    env = box.env(store, **{STAGES_ENV: str(stages_file)}, **({FREEZE_ENV: "1"} if freeze else {}))
     env[T0_ENV] = repr(time.time())    # the child's clock origin: just before it is forked
     result = run_timed([PY, str(Path(__file__).resolve()), "--instrumented", "--", *overrides],
                        env=env, cwd=box.dir)
@@ -387,7 +420,8 @@ def report(res: dict) -> tuple[str, list[dict]]:
                  "error: " + v["error"] if v["error"] else ""] for label, v in res["runs"].items()]
         parts.append("### Short runs, end to end (`python -m nnexp ...`)\n\n"
                      + markdown_table(["run", "median wall", "runs (s)", ""], rows, "lrrl"))
-    for key, title in (("breakdown", "without the model"), ("breakdown_model", "with the model")):
+    for key, title in (("breakdown", "without the model"), ("breakdown_model", "with the model"),
+                       ("breakdown_freeze", "without the model, what-if: gc.freeze() after the run")):
         if key in res:
             rows, totals = res[key]
             table_rows = [[label, f"{s:.3f}"] for label, s in rows]
@@ -488,6 +522,7 @@ def main(argv=None) -> None:
         print("instrumented runs ...", file=sys.stderr)
         res["breakdown"] = measure_breakdown(box, log_model=False)
         res["breakdown_model"] = measure_breakdown(box, log_model=True)
+        res["breakdown_freeze"] = measure_breakdown(box, log_model=False, freeze=True)
         if not args.skip_sweeps:
             print("sweeps ...", file=sys.stderr)
             res["sweeps"] = measure_sweeps(box, args.sweep_attempts, args.sweep_wait)

@@ -509,7 +509,7 @@ def parse_args(argv=None):
                    help="comma-separated thread counts (default: 1 and the machine's default)")
     p.add_argument("--samples", type=int, default=N_SAMPLES)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per cell (median)")
-    p.add_argument("--budget", type=float, default=20.0,
+    p.add_argument("--budget", type=float, default=12.0,
                    help="seconds of timed epochs per cell after which no further epoch starts")
     p.add_argument("--warmup", type=float, default=0.1,
                    help="fraction of the data the warm-up pass covers")
