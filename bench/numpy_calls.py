@@ -37,7 +37,7 @@ from _timing import markdown_table, median  # noqa: E402
 from _workloads import WORKLOADS, nnexp_model, one_hot, random_mnist  # noqa: E402
 
 COUNT_SAMPLES = 6_000      # 600 steps at batch 10: stable counts and averages
-WINDOW = (20_000, 2_000)   # record calls number 20,000..21,999 of the epoch (mid-epoch)
+WINDOW = 2_000             # calls recorded for replay, from about the middle of the epoch
 REPLAYS = 3                # passes over the recorded window
 
 
@@ -45,7 +45,7 @@ class Tally:
     """What was seen: calls per (caller in nnexp.core, NumPy function), recorded calls for
     replay, and profiled nanoseconds of the methods."""
 
-    def __init__(self, window: tuple[int, int] = WINDOW):
+    def __init__(self, window: tuple[int, int] = (0, WINDOW)):
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
         self.method_ns: dict[tuple[str, str], float] = defaultdict(float)
         self.recorded: list = []           # (key, real callable, args, kwargs)
@@ -239,7 +239,8 @@ def count_calls(workload_key: str, optimizer: str, dtype: str = "float32",
     _epoch(net, opt, X, Y, w.batch_size)                      # warm-up: buffers, caches
     step_us = median(_epoch(net, opt, X, Y, w.batch_size, seed) for seed in range(repeats)) \
         / steps * 1e6
-    tally, core = Tally(), _core_dir()
+    # every step makes dozens of calls, so call number 20 x steps lies within the epoch
+    tally, core = Tally(window=(20 * steps, WINDOW)), _core_dir()
     with wrapped_functions(tally, core):
         _epoch(net, opt, X, Y, w.batch_size)
     with profiled_methods(tally, core, _hook_overhead_ns()):
