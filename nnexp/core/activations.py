@@ -57,7 +57,8 @@ class _Bound:
     def bind(self, dtype):
         """Make the constants for arrays of ``dtype``; returns self."""
         self.dtype = np.dtype(dtype)
-        self.half, self.one, self.zero = (np.array(v, self.dtype) for v in (0.5, 1.0, 0.0))
+        self.half, self.one, self.zero, self.quarter, self.two = (
+            np.array(v, self.dtype) for v in (0.5, 1.0, 0.0, 0.25, 2.0))
         return self
 
     def _bound_to(self, A: np.ndarray) -> None:
@@ -69,7 +70,16 @@ class _Bound:
 
 
 class Activation(_Bound):
-    """Element-wise hidden activation; subclasses implement ``forward`` and ``backward``."""
+    """Element-wise hidden activation; subclasses implement ``forward`` and ``backward``.
+
+    ``halved = True`` (the sigmoid) marks an activation with a faster internal form that the
+    network uses instead: every layer input is stored halved, ``H = [A; 1] / 2``, so one ``dot``
+    gives ``Z / 2``, and ``forward_halved(Z/2, T)`` turns it into ``f(Z) / 2`` in place
+    (leaving in ``T`` what ``backward_halved(H, delta, T)`` needs to multiply ``delta`` by
+    ``f'(Z)``). The network then carries ``2 delta`` so that ``H^T (2 delta)`` is the gradient.
+    """
+
+    halved = False
 
     def forward(self, Z: np.ndarray, tmp: np.ndarray) -> None:  # pragma: no cover - interface
         """In place: ``Z <- f(Z)``."""
@@ -111,38 +121,74 @@ class Sigmoid(Activation):
     def forward(self, Z, tmp):
         # sigma(z) = (1 + tanh(z/2)) / 2: tanh saturates instead of overflowing like exp(-z).
         half = self.half
-        np.multiply(Z, half, out=Z)
-        np.tanh(Z, out=Z)
-        np.multiply(Z, half, out=Z)
-        np.add(Z, half, out=Z)
+        np.multiply(Z, half, Z)
+        np.tanh(Z, Z)
+        np.multiply(Z, half, Z)
+        np.add(Z, half, Z)
 
     def backward(self, A, delta, tmp):
-        np.subtract(self.one, A, out=tmp)  # 1 - a
-        np.multiply(tmp, A, out=tmp)      # a (1 - a)
-        np.multiply(delta, tmp, out=delta)
+        np.subtract(self.one, A, tmp)  # 1 - a
+        np.multiply(tmp, A, tmp)      # a (1 - a)
+        np.multiply(delta, tmp, delta)
+
+    # Internal halved form (see Activation): with t = tanh(z/2), a = (1 + t)/2, so
+    # a/2 = t/4 + 1/4 and f'(z) = a (1 - a) = (1 + t)(1 - t)/4 = (a/2)(1 - t): 3 calls each way
+    # instead of 4 forward; +-1e4 still saturates tanh to exactly +-1, no overflow.
+    halved = True
+
+    def halved_methods(self):
+        """``(forward_halved, backward_halved)``; if ``forward`` or ``backward`` has been
+        replaced (a subclass, a test's monkeypatch), slower versions that go through them."""
+        cls = type(self)
+        if (cls.forward, cls.backward) == _SIGMOID_PLAIN:
+            return self.forward_halved, self.backward_halved
+        return self._forward_halved_via_forward, self._backward_halved_via_backward
+
+    def _forward_halved_via_forward(self, Zh, T):
+        np.multiply(Zh, self.two, Zh)
+        self.forward(Zh, T)
+        np.multiply(Zh, self.half, Zh)
+
+    def _backward_halved_via_backward(self, Ah, delta, T):
+        A = np.multiply(Ah, self.two)
+        self.backward(A, delta, T)
+
+    def forward_halved(self, Zh, T):
+        quarter = self.quarter
+        np.tanh(Zh, T)                     # t, kept for the backward pass
+        np.multiply(T, quarter, Zh)
+        np.add(Zh, quarter, Zh)            # a/2
+
+    def backward_halved(self, Ah, delta, T):
+        np.subtract(self.one, T, T)        # 1 - t
+        np.multiply(delta, T, delta)
+        np.multiply(delta, Ah, delta)      # delta (a/2)(1 - t) = delta f'(z)
+
+
+_SIGMOID_PLAIN = (Sigmoid.forward, Sigmoid.backward)   # what the halved forms compute
 
 
 class Tanh(Activation):
     name = "tanh"
 
     def forward(self, Z, tmp):
-        np.tanh(Z, out=Z)
+        np.tanh(Z, Z)
 
     def backward(self, A, delta, tmp):
-        np.multiply(A, A, out=tmp)
-        np.subtract(self.one, tmp, out=tmp)  # 1 - a^2
-        np.multiply(delta, tmp, out=delta)
+        np.multiply(A, A, tmp)
+        np.subtract(self.one, tmp, tmp)  # 1 - a^2
+        np.multiply(delta, tmp, delta)
 
 
 class ReLU(Activation):
     name = "relu"
 
     def forward(self, Z, tmp):
-        np.maximum(Z, self.zero, out=Z)
+        np.maximum(Z, self.zero, out=Z)  # (maximum: positional out is deprecated)
 
     def backward(self, A, delta, tmp):
-        np.greater(A, self.zero, out=tmp)  # [a > 0] as 0.0/1.0 (the subgradient at 0 is 0)
-        np.multiply(delta, tmp, out=delta)
+        np.greater(A, self.zero, tmp)  # [a > 0] as 0.0/1.0 (the subgradient at 0 is 0)
+        np.multiply(delta, tmp, delta)
 
 
 class LeakyReLU(Activation):
@@ -161,7 +207,7 @@ class LeakyReLU(Activation):
         return self
 
     def forward(self, Z, tmp):
-        np.multiply(Z, self.s, out=tmp)
+        np.multiply(Z, self.s, tmp)
         np.maximum(Z, tmp, out=Z)
 
     def backward(self, A, delta, tmp):
@@ -220,15 +266,15 @@ class SigmoidOutput(Output):
 
     def forward(self, Z, P, row):
         half = self.half
-        np.multiply(Z, half, out=P)        # same tanh form as the hidden Sigmoid
-        np.tanh(P, out=P)
-        np.multiply(P, half, out=P)
-        np.add(P, half, out=P)
+        np.multiply(Z, half, P)        # same tanh form as the hidden Sigmoid
+        np.tanh(P, P)
+        np.multiply(P, half, P)
+        np.add(P, half, P)
 
     def vjp(self, P, G, out, row):
-        np.subtract(self.one, P, out=out)  # J is diagonal: p (1 - p)
-        np.multiply(out, P, out=out)
-        np.multiply(out, G, out=out)
+        np.subtract(self.one, P, out)  # J is diagonal: p (1 - p)
+        np.multiply(out, P, out)
+        np.multiply(out, G, out)
 
 
 class SoftmaxOutput(Output):
@@ -238,17 +284,17 @@ class SoftmaxOutput(Output):
 
     def forward(self, Z, P, row):
         np.maximum.reduce(Z, axis=0, keepdims=True, out=row)
-        np.subtract(Z, row, out=P)
-        np.exp(P, out=P)
+        np.subtract(Z, row, P)
+        np.exp(P, P)
         np.add.reduce(P, axis=0, keepdims=True, out=row)
-        np.divide(P, row, out=P)
+        np.divide(P, row, P)
 
     def vjp(self, P, G, out, row):
         # J = diag(p) - p p^T (symmetric), so (J^T g)_j = p_j (g_j - sum_k g_k p_k).
-        np.multiply(G, P, out=out)
+        np.multiply(G, P, out)
         np.add.reduce(out, axis=0, keepdims=True, out=row)
-        np.subtract(G, row, out=out)
-        np.multiply(out, P, out=out)
+        np.subtract(G, row, out)
+        np.multiply(out, P, out)
 
 
 #: name -> class of the output functions.

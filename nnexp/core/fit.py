@@ -26,6 +26,7 @@ from nnexp.core._checks import count
 from nnexp.core.early_stopping import EarlyStopping
 from nnexp.core.history import History
 from nnexp.core.metrics import labeler, to_labels
+from nnexp.core.optimizers import SGD
 
 _PROGRESS_REPORTS = 20   # progress callbacks per epoch, about
 
@@ -117,14 +118,33 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     workspaces = {stop - start: net._workspace(stop - start) for start, stop in bounds}
     best_flat = net.flat.copy()   # restored on divergence before any epoch has finished
     params, grads, train_step, step = net.params, net.grads, net._train_step, opt.step
+    # The inputs augmented once with their column of ones, as the workspaces hold them
+    # ([X, 1], halved for a sigmoid network): a batch is then one gather of whole contiguous
+    # rows into a contiguous buffer, about 3x faster than into the [X, 1] view's left part.
+    # (It costs a copy of the training inputs for the duration of the fit.)
+    Xa = np.empty((n, X.shape[1] + 1), net.dtype)
+    if net._scale == 1.0:
+        np.copyto(Xa[:, :-1], X)
+    else:
+        np.multiply(X, net._half, Xa[:, :-1])
+    Xa[:, -1] = net._scale
     # targets transposed once, (d_L, n): batches are then gathered as contiguous columns
-    take_x, take_yt, isfinite = X.take, np.ascontiguousarray(Y.T).take, math.isfinite
+    take_x, take_yt, isfinite = Xa.take, np.ascontiguousarray(Y.T).take, math.isfinite
+    # Plain SGD (exactly SGD, no weight decay) folds lr into the 1/n of the output delta: the
+    # gradients are linear in it, so backprop yields lr * g and the update is one subtraction
+    # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
+    fold_lr = type(opt) is SGD and not opt.weight_decay
+    flat, grad_flat, subtract = net.flat, net.grad_flat, np.subtract
     history = History(monitor=tracker.monitor)
     nan = math.nan
 
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         opt.set_epoch(epoch - 1)
+        if fold_lr:
+            scales = {size: np.array(opt.lr / (net._scale * size), net.dtype) for size in workspaces}
+        else:
+            scales = {size: ws.delta_scale for size, ws in workspaces.items()}
         order = rng.permutation(n)
         loss_sum, bad_loss, batches_done = 0.0, None, 0
 
@@ -134,15 +154,19 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
                 for start, stop in segment:
                     rows = order[start:stop]
                     ws = workspaces[stop - start]
-                    take_x(rows, 0, ws.Xin, "clip")   # clip: no bounds-check buffering;
+                    take_x(rows, 0, ws.X, "clip")     # clip: no bounds-check buffering;
                     take_yt(rows, 1, ws.Y, "clip")    # rows come from a permutation anyway
-                    loss = train_step(ws)
+                    loss = train_step(ws, scales[stop - start])
                     if not isfinite(loss):
                         bad_loss = loss
                         break
                     loss_sum += loss * (stop - start)
                     label(ws.P, predicted[start:stop])
-                    step(params, grads)
+                    if fold_lr:
+                        opt.t += 1
+                        subtract(flat, grad_flat, flat)   # w <- w - lr g
+                    else:
+                        step(params, grads)
             if bad_loss is not None:
                 break
             batches_done += len(segment)

@@ -128,10 +128,15 @@ class Head:
         self.output.forward(Z, P, ws.row)
         return self.loss.value(P, Y, ws.tmp)
 
-    def delta(self, Z, P, Y, out, ws) -> None:
-        """``out <- dL/dZ = (dL/dP) J`` row by row, after ``forward_loss`` filled ``P``."""
+    def delta(self, Z, P, Y, out, ws, scale=None) -> None:
+        """``out <- dL/dZ = (dL/dP) J`` row by row, after ``forward_loss`` filled ``P``.
+
+        ``scale`` (a 0-d array of the dtype, default ``ws.inv_n``) replaces the ``1/n`` of the
+        mean: the network passes ``lr/n`` or ``2/n`` to get gradients scaled linearly."""
         self.loss.grad(P, Y, ws.tmp)
         self.output.vjp(P, ws.tmp, out, ws.row)
+        if scale is not None and scale is not ws.inv_n:
+            np.multiply(out, float(scale) * out.shape[1], out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.output.name}, {self.loss.name})"
@@ -140,9 +145,9 @@ class Head:
 class _CanonicalHead(Head):
     """Pairs whose Jacobian cancels against the loss: ``dL/dZ = (P - Y)/n``."""
 
-    def delta(self, Z, P, Y, out, ws):
-        np.subtract(P, Y, out=out)
-        np.multiply(out, ws.inv_n, out=out)
+    def delta(self, Z, P, Y, out, ws, scale=None):
+        np.subtract(P, Y, out)
+        np.multiply(out, ws.inv_n if scale is None else scale, out)
 
 
 class SoftmaxCrossEntropy(_CanonicalHead):
