@@ -73,10 +73,10 @@ class Activation(_Bound):
     """Element-wise hidden activation; subclasses implement ``forward`` and ``backward``.
 
     ``halved = True`` (the sigmoid) marks an activation with a faster internal form that the
-    network uses instead: every layer input is stored halved, ``H = [A; 1] / 2``, so one ``dot``
-    gives ``Z / 2``, and ``forward_halved(Z/2, T)`` turns it into ``f(Z) / 2`` in place
-    (leaving in ``T`` what ``backward_halved(H, delta, T)`` needs to multiply ``delta`` by
-    ``f'(Z)``). The network then carries ``2 delta`` so that ``H^T (2 delta)`` is the gradient.
+    network uses instead (see :mod:`nnexp.core.network`): the layer computes from ``Z / 2``,
+    ``forward_halved(Z/2, T, c)`` turns it in place into ``2 c f(Z)`` (``c`` = 1/4: ``f/2``;
+    ``c`` = 1/2: ``f``), leaving in ``T`` what ``backward_halved(H, delta, T, c)`` needs to
+    multiply ``delta`` by ``4 c f'(Z)``.
     """
 
     halved = False
@@ -132,8 +132,8 @@ class Sigmoid(Activation):
         np.multiply(delta, tmp, delta)
 
     # Internal halved form (see Activation): with t = tanh(z/2), a = (1 + t)/2, so
-    # a/2 = t/4 + 1/4 and f'(z) = a (1 - a) = (1 + t)(1 - t)/4 = (a/2)(1 - t): 3 calls each way
-    # instead of 4 forward; +-1e4 still saturates tanh to exactly +-1, no overflow.
+    # H = 2 c a = c t + c and 4 c f'(z) = 4 c a (1 - a) = 2 c a (1 - t) = H (1 - t): 3 calls
+    # each way (the plain forward takes 4); +-1e4 still saturates tanh to +-1, no overflow.
     halved = True
 
     def halved_methods(self):
@@ -144,25 +144,25 @@ class Sigmoid(Activation):
             return self.forward_halved, self.backward_halved
         return self._forward_halved_via_forward, self._backward_halved_via_backward
 
-    def _forward_halved_via_forward(self, Zh, T):
+    def _forward_halved_via_forward(self, Zh, T, c):
         np.multiply(Zh, self.two, Zh)
         self.forward(Zh, T)
-        np.multiply(Zh, self.half, Zh)
+        np.multiply(Zh, c + c, Zh)
 
-    def _backward_halved_via_backward(self, Ah, delta, T):
-        A = np.multiply(Ah, self.two)
+    def _backward_halved_via_backward(self, H, delta, T, c):
+        A = np.divide(H, c + c)
         self.backward(A, delta, T)
+        np.multiply(delta, 4 * c, delta)
 
-    def forward_halved(self, Zh, T):
-        quarter = self.quarter
+    def forward_halved(self, Zh, T, c):
         np.tanh(Zh, T)                     # t, kept for the backward pass
-        np.multiply(T, quarter, Zh)
-        np.add(Zh, quarter, Zh)            # a/2
+        np.multiply(T, c, Zh)
+        np.add(Zh, c, Zh)                  # H = c (1 + t) = 2 c a
 
-    def backward_halved(self, Ah, delta, T):
+    def backward_halved(self, H, delta, T, c):
         np.subtract(self.one, T, T)        # 1 - t
         np.multiply(delta, T, delta)
-        np.multiply(delta, Ah, delta)      # delta (a/2)(1 - t) = delta f'(z)
+        np.multiply(delta, H, delta)       # delta H (1 - t) = delta 4 c f'(z)
 
 
 _SIGMOID_PLAIN = (Sigmoid.forward, Sigmoid.backward)   # what the halved forms compute

@@ -29,6 +29,7 @@ from nnexp.core.metrics import labeler, to_labels
 from nnexp.core.optimizers import SGD
 
 _PROGRESS_REPORTS = 20   # progress callbacks per epoch, about
+_AUGMENT_EPOCHS = 3      # fits of this many epochs or more copy the inputs as [X, 1] once
 
 
 def _dataset(net, data, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -118,18 +119,30 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     workspaces = {stop - start: net._workspace(stop - start) for start, stop in bounds}
     best_flat = net.flat.copy()   # restored on divergence before any epoch has finished
     params, grads, train_step, step = net.params, net.grads, net._train_step, opt.step
-    # The inputs augmented once with their column of ones, as the workspaces hold them
-    # ([X, 1], halved for a sigmoid network): a batch is then one gather of whole contiguous
-    # rows into a contiguous buffer, about 3x faster than into the [X, 1] view's left part.
-    # (It costs a copy of the training inputs for the duration of the fit.)
-    Xa = np.empty((n, X.shape[1] + 1), net.dtype)
-    if net._scale == 1.0:
-        np.copyto(Xa[:, :-1], X)
+    # Gathering the batch: take() into the [X, 1] view's left part is slow (NumPy gathers
+    # into a temporary, allocated each call, and copies back). For fits of _AUGMENT_EPOCHS or
+    # more epochs the inputs are augmented once with their column of ones as the workspaces
+    # hold them ([X, 1], halved for a sigmoid network: a copy of the inputs, ~30 ms for
+    # MNIST, repaid in about two epochs), and a batch is one take() of contiguous rows into
+    # the contiguous buffer. Shorter fits take() into a preallocated contiguous buffer and
+    # copy that into the view.
+    scale, half = net._scale, net._half
+    augmented = epochs >= _AUGMENT_EPOCHS
+    if augmented:
+        Xa = np.empty((n, X.shape[1] + 1), net.dtype)
+        if scale == 1.0:
+            np.copyto(Xa[:, :-1], X)
+        else:
+            np.multiply(X, half, Xa[:, :-1])
+        Xa[:, -1] = scale
+        take_x = Xa.take
+        gather_bufs = None
     else:
-        np.multiply(X, net._half, Xa[:, :-1])
-    Xa[:, -1] = net._scale
+        take_x = X.take
+        gather_bufs = {size: np.empty((size, X.shape[1]), net.dtype) for size in workspaces}
+    copyto, multiply = np.copyto, np.multiply
     # targets transposed once, (d_L, n): batches are then gathered as contiguous columns
-    take_x, take_yt, isfinite = Xa.take, np.ascontiguousarray(Y.T).take, math.isfinite
+    take_yt, isfinite = np.ascontiguousarray(Y.T).take, math.isfinite
     # Plain SGD (exactly SGD, no weight decay) folds lr into the 1/n of the output delta: the
     # gradients are linear in it, so backprop yields lr * g and the update is one subtraction
     # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
@@ -142,9 +155,9 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
         started = time.perf_counter()
         opt.set_epoch(epoch - 1)
         if fold_lr:
-            scales = {size: np.array(opt.lr / (net._scale * size), net.dtype) for size in workspaces}
+            scales = {size: np.array(opt.lr / size, net.dtype) for size in workspaces}
         else:
-            scales = {size: ws.delta_scale for size, ws in workspaces.items()}
+            scales = {size: ws.inv_n for size, ws in workspaces.items()}
         order = rng.permutation(n)
         loss_sum, bad_loss, batches_done = 0.0, None, 0
 
@@ -154,8 +167,16 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
                 for start, stop in segment:
                     rows = order[start:stop]
                     ws = workspaces[stop - start]
-                    take_x(rows, 0, ws.X, "clip")     # clip: no bounds-check buffering;
-                    take_yt(rows, 1, ws.Y, "clip")    # rows come from a permutation anyway
+                    if augmented:                     # clip: no bounds-check buffering;
+                        take_x(rows, 0, ws.X, "clip")  # rows come from a permutation anyway
+                    else:
+                        G = gather_bufs[stop - start]
+                        take_x(rows, 0, G, "clip")
+                        if scale == 1.0:
+                            copyto(ws.Xin, G)
+                        else:
+                            multiply(G, half, ws.Xin)
+                    take_yt(rows, 1, ws.Y, "clip")
                     loss = train_step(ws, scales[stop - start])
                     if not isfinite(loss):
                         bad_loss = loss

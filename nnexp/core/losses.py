@@ -132,7 +132,7 @@ class Head:
         """``out <- dL/dZ = (dL/dP) J`` row by row, after ``forward_loss`` filled ``P``.
 
         ``scale`` (a 0-d array of the dtype, default ``ws.inv_n``) replaces the ``1/n`` of the
-        mean: the network passes ``lr/n`` or ``2/n`` to get gradients scaled linearly."""
+        mean: ``fit`` passes ``lr/n`` for plain SGD, to get ``lr`` times the gradients."""
         self.loss.grad(P, Y, ws.tmp)
         self.output.vjp(P, ws.tmp, out, ws.row)
         if scale is not None and scale is not ws.inv_n:

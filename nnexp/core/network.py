@@ -24,11 +24,12 @@ How it is computed, for speed:
   slow on mini-batches). ``X`` is gathered as ``(n, d_0 + 1)`` and used transposed.
 - Buffers live in a per-batch-size workspace that is reused across steps; every operation
   writes into it (``out`` passed positionally: NumPy parses it faster than ``out=``).
-- With a sigmoid (an activation with ``halved = True``), every layer input is stored halved,
-  ``[A; 1] / 2`` (``X`` too), so one ``dot`` gives ``Z/2``, the argument of
-  ``sigma(z) = (1 + tanh(z/2))/2``; the deltas are carried doubled (``2 delta``) so that
-  ``[A; 1]/2 (2 delta)`` is the exact gradient, and the logits are doubled once.
-  ``loss_and_grads`` still returns the true gradients.
+- With a sigmoid (an activation with ``halved = True``) and hidden layers, the inputs of
+  every hidden layer are stored halved, ``[A_{k-1}; 1] / 2`` (``[X, 1]/2`` too), so one
+  ``dot`` gives ``Z_k/2``, the argument of ``sigma(z) = (1 + tanh(z/2))/2``; the last hidden
+  layer stores its ``[A; 1]`` as usual, so the logits come out exact. The deltas of the hidden
+  layers are carried doubled (``2 delta_k``) so that ``[A; 1]/2 (2 delta_k)^T`` is the exact
+  gradient. ``loss_and_grads`` returns the true gradients.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ _CHUNK_ELEMENTS = 2 ** 20  # evaluation processes about this many activations pe
 class _Workspace:
     """Preallocated buffers for batches of exactly ``n`` samples (internal layout: transposed)."""
 
-    def __init__(self, sizes: tuple[int, ...], dtype: np.dtype, n: int, scale: float = 1.0):
+    def __init__(self, sizes: tuple[int, ...], dtype: np.dtype, n: int, scales: list[float]):
         c = sizes[-1]
         self.n = n
-        self.X = np.full((n, sizes[0] + 1), scale, dtype)         # [X, 1]: gathered inputs
+        # scales[k]: the factor of the input [A_k; 1] of layer k + 1 (1, or 1/2 if halved)
+        self.X = np.full((n, sizes[0] + 1), scales[0], dtype)     # [X, 1]: gathered inputs
         self.Xin = self.X[:, :-1]                                 # ... the part to fill
         self.A0 = self.X.T                                        # A_0 = [X, 1]^T, a view
-        self.H = [np.full((d + 1, n), scale, dtype) for d in sizes[1:-1]]  # [A_k; 1], k = 1..L-1
+        self.H = [np.full((d + 1, n), s, dtype)                  # [A_k; 1], k = 1..L-1
+                  for d, s in zip(sizes[1:-1], scales[1:])]
         self.Hin = [H[:-1] for H in self.H]                       # Z_k then A_k, contiguous
         self.T = [np.empty((d, n), dtype) for d in sizes[1:-1]]   # scratch for f and f'
         self.Z = np.empty((c, n), dtype)                          # output logits, kept intact
@@ -64,7 +67,6 @@ class _Workspace:
         self.tmp = np.empty((c, n), dtype)
         self.labels = np.empty(n, np.intp)
         self.inv_n = np.array(1.0 / n, dtype)                     # 0-d: fast, never upcasts
-        self.delta_scale = np.array(1.0 / (scale * n), dtype)    # delta_L carried as 1/scale
         self._sizes, self._dtype = sizes, dtype
         self._D = None
 
@@ -111,9 +113,13 @@ class MLP:
         self._act = call_with_options(choose(ACTIVATIONS, activation, "activation"),
                                       self.activation_kwargs, f"activation {activation!r}")
         self._act.bind(self.dtype)
-        # halved internal layout (see the module docstring): layer inputs times this scale
-        self._scale = 0.5 if self._act.halved else 1.0
+        # halved internal layout (see the module docstring): the factor of each layer's input
+        halved = self._act.halved and len(self.sizes) > 2
+        self._scales = [0.5] * (len(self.sizes) - 2) + [1.0] if halved else [1.0] * (len(self.sizes) - 1)
+        self._scale = self._scales[0]       # of [X, 1]
         self._half = np.array(0.5, self.dtype)
+        # forward_halved's c for hidden layer k: c = scale of its output / 2
+        self._halved_c = [np.array(s / 2, self.dtype) for s in self._scales[1:]] if halved else None
         self._head = make_head(output, loss).bind(self.dtype)
         if output == "softmax" and self.sizes[-1] < 2:
             raise ValueError("a softmax output needs at least 2 units (its single column would "
@@ -174,7 +180,7 @@ class MLP:
         if ws is None:
             if len(self._workspaces) >= _MAX_WORKSPACES:   # forget the oldest batch size
                 del self._workspaces[next(iter(self._workspaces))]
-            ws = self._workspaces[n] = _Workspace(self.sizes, self.dtype, n, self._scale)
+            ws = self._workspaces[n] = _Workspace(self.sizes, self.dtype, n, self._scales)
         return ws
 
     def _as_inputs(self, X, Y=None):
@@ -214,33 +220,41 @@ class MLP:
     # ------------------------------------------------------------------ passes on a workspace
     def _forward(self, ws: _Workspace) -> None:
         """Fill the hidden activations and the logits ``ws.Z`` from the batch in ``ws.X``."""
-        dot, act = np.dot, self._act
-        f = act.halved_methods()[0] if self._scale != 1.0 else act.forward
-        A = ws.A0
-        for WbT, H, Hin, T in zip(self._WbT, ws.H, ws.Hin, ws.T):
-            dot(WbT, A, Hin)                # Z_k^T = [W_k; b_k]^T [A_{k-1}; 1]^T
-            f(Hin, T)                       # A_k^T, in place
-            A = H
+        dot, act, A = np.dot, self._act, ws.A0
+        if self._halved_c is None:
+            f = act.forward
+            for WbT, H, Hin, T in zip(self._WbT, ws.H, ws.Hin, ws.T):
+                dot(WbT, A, Hin)            # Z_k^T = [W_k; b_k]^T [A_{k-1}; 1]^T
+                f(Hin, T)                   # A_k^T, in place
+                A = H
+        else:
+            f = act.halved_methods()[0]
+            for WbT, H, Hin, T, c in zip(self._WbT, ws.H, ws.Hin, ws.T, self._halved_c):
+                dot(WbT, A, Hin)            # Z_k^T / 2, from the halved [A_{k-1}; 1]^T / 2
+                f(Hin, T, c)                # A_k^T / 2 (A_k^T for the last hidden layer)
+                A = H
         dot(self._WbT[-1], A, ws.Z)
-        if self._scale != 1.0:              # the logits from halved inputs are Z/2
-            np.multiply(ws.Z, act.two, ws.Z)
 
     def _backward(self, ws: _Workspace) -> None:
-        """Fill ``grads`` from ``ws.D[-1] = delta_L^T / scale`` and the cached activations."""
+        """Fill ``grads`` from ``ws.D[-1] = delta_L^T`` and the cached activations (halved
+        layout: ``D[k]`` holds ``delta^T / scale`` of the layer's input)."""
         dot, act, D, H, Hin = np.dot, self._act, ws.D, ws.H, ws.Hin
-        b = act.halved_methods()[1] if self._scale != 1.0 else act.backward
-        dWb, weights, T = self._dWb, self.weights, ws.T
+        dWb, weights, T, cs = self._dWb, self.weights, ws.T, self._halved_c
+        b = act.backward if cs is None else act.halved_methods()[1]
         for k in range(self.n_layers - 1, -1, -1):
             delta = D[k]
             # [dW_k; db_k] = [A_{k-1}, 1]^T delta_k: the row of ones sums delta for db
             dot(H[k - 1] if k else ws.A0, delta.T, dWb[k])
             if k:
                 dot(weights[k], delta, D[k - 1])    # (delta_k W_k^T)^T ...
-                b(Hin[k - 1], D[k - 1], T[k - 1])   # ... times f'(Z_{k-1})
+                if cs is None:                      # ... times f'(Z_{k-1})
+                    b(Hin[k - 1], D[k - 1], T[k - 1])
+                else:
+                    b(Hin[k - 1], D[k - 1], T[k - 1], cs[k - 1])
 
     def _train_step(self, ws: _Workspace, delta_scale: np.ndarray) -> float:
         """Loss on the batch in ``ws`` and, if it is finite, the gradients (``fit``'s path)
-        times ``delta_scale * n * scale`` (``delta_scale = ws.delta_scale`` for the true ones)."""
+        times ``delta_scale * n`` (``delta_scale = ws.inv_n`` for the true ones)."""
         self._forward(ws)
         loss = self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
         if loss - loss == 0.0:                     # finite: inf - inf and nan - nan are nan
@@ -264,7 +278,7 @@ class MLP:
         self._load(ws, X, Y)
         self._forward(ws)
         loss = self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
-        self._head.delta(ws.Z, ws.P, ws.Y, ws.D[-1], ws, ws.delta_scale)
+        self._head.delta(ws.Z, ws.P, ws.Y, ws.D[-1], ws)
         self._backward(ws)
         return loss, self.grads
 
