@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import socket
 import sqlite3
@@ -177,6 +178,36 @@ def quiet_mlflow() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def _settle_imports() -> None:
+    """Freeze what is alive now (MLflow, SQLAlchemy, Hydra: about a million long-lived objects)
+    out of the garbage collector's reach.
+
+    Without it every full collection during the run and the last one at exit walks them all:
+    measured 0.47 s of collections during a short run and 0.77 s at exit, against 0.06 s at
+    exit frozen. Frozen objects are still freed by reference counting; only cycles among them
+    wait for the end of the process.
+    """
+    gc.freeze()
+
+
+def preload() -> None:
+    """Import MLflow's SQL store and set up its SQLAlchemy mappers, touching no database.
+
+    About 2 s of a process's first :func:`open_store`; a parallel sweep runs it in its worker
+    processes while the parent is still creating the store and the parent run (see
+    :func:`nnexp.sweep.warm_up_workers`), so the workers' first jobs do not pay it.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the import is the point
+    from mlflow.tracking import MlflowClient  # noqa: F401
+    from sqlalchemy.orm import configure_mappers
+
+    quiet_mlflow()
+    configure_mappers()
+    _settle_imports()
+
+
 def open_store(uri: str, experiment_name: str) -> Store:
     """Open (creating if needed) the store at ``uri`` and the experiment called ``experiment_name``.
 
@@ -235,6 +266,7 @@ def open_store(uri: str, experiment_name: str) -> Store:
             lock.close()
     store = Store(client, uri, experiment_id, experiment_name)
     mark_stale_runs_failed(store)
+    _settle_imports()
     return store
 
 
