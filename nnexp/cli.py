@@ -8,7 +8,6 @@ multirun state from Hydra, and returns the sweep objective (the best validation 
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import hydra
@@ -64,9 +63,9 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig) -> float:
     n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
     show = None if cfg.get("progress") and n_jobs in (None, 1) else False
     try:
+        parent = sweep.read_sweep_file(hydra_cfg.sweep.dir)
         result = app.run(_plain(cfg), overrides=overrides, choices=_choices(hydra_cfg), show_progress=show,
-                         parent_run_id=os.environ.get(sweep.PARENT_RUN_ENV),
-                         experiment=os.environ.get(sweep.EXPERIMENT_ENV))
+                         parent_run_id=parent.get("parent_run_id"), experiment=parent.get("experiment"))
     except Exception as error:  # noqa: BLE001 - recorded; the sweep goes on
         record.update(status="FAILED", stop_reason="error", error=one_line(error),
                       run_id=getattr(error, "nnexp_run_id", None), objective=math.inf)

@@ -11,6 +11,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
+# Largest value drawn: a diverging run's loss can near the float maximum (1.8e308), where
+# matplotlib's axis transforms become singular and the figure cannot be drawn at all.
+DRAWABLE_LIMIT = 1e100
+
+
+def _drawable(value: float) -> float:
+    """``value``, or NaN (a gap in the line) when it is not finite or too large to draw."""
+    return value if math.isfinite(value) and abs(value) <= DRAWABLE_LIMIT else math.nan
+
+
+def preload() -> None:
+    """Import matplotlib's figure, Agg canvas and font list (about 0.6 s the first time in a
+    process) ahead of the first plot; parallel sweeps do it in their workers at start-up."""
+    from matplotlib import font_manager
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+    from matplotlib.ticker import MaxNLocator  # noqa: F401
+
+    font_manager.findfont("DejaVu Sans")
+
+
 def _figure(n_panels: int, width: float = 5.0, height: float = 3.6):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -45,14 +66,15 @@ def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
         for split, style in (("train", "-"), ("val", "--")):
             key = f"{split}_{metric}"
             if rows and key in rows[0]:
-                axis.plot(epochs, [row[key] for row in rows], style, label=split)
+                axis.plot(epochs, [_drawable(row[key]) for row in rows], style, label=split)
         if best_epoch is not None:
             axis.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
         _epoch_axis(axis)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
-    losses = [row[k] for row in rows for k in ("train_loss", "val_loss") if k in row]
+    losses = [_drawable(row[k]) for row in rows for k in ("train_loss", "val_loss") if k in row]
+    losses = [loss for loss in losses if math.isfinite(loss)]
     if losses and min(losses) > 0:  # losses span decades: a log axis shows the late epochs too
         loss_axis.set_yscale("log")
         loss_axis.set_ylabel("loss (log)")

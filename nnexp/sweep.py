@@ -3,9 +3,13 @@
 :class:`SweepCallback` is registered in ``conf/config.yaml`` (``hydra.callbacks``). Before any
 job starts it opens the store, creates the experiment and the parent run (so parallel jobs
 never race on creating the database or the experiment) and hands the parent's id and the
-experiment's id to the jobs through environment variables, which the joblib launcher's worker
-processes inherit. When the sweep ends it writes the summary (:mod:`nnexp.summary`) into the
-parent and ends it.
+experiment's name to the jobs in ``nnexp_sweep.json`` in the sweep folder, which every job can
+read whichever process or launcher runs it. When the sweep ends it writes the summary
+(:mod:`nnexp.summary`) into the parent and ends it.
+
+With the joblib launcher the worker processes are started, and import what a job needs, while
+the parent is still opening the store (:func:`warm_up_workers`): both take about 2 s, and
+paying them one after the other made 2 workers slower than 1 on short jobs.
 
 Each job writes ``nnexp_result.json`` into its Hydra output folder, also when it fails before
 its MLflow run exists (a bad value in one job of a sweep), so the summary can count it.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +28,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-PARENT_RUN_ENV = "NNEXP_PARENT_RUN_ID"
-EXPERIMENT_ENV = "NNEXP_SWEEP_EXPERIMENT"
 RESULT_FILE = "nnexp_result.json"
+SWEEP_FILE = "nnexp_sweep.json"
+WARM_UP_TIMEOUT = 120  # seconds the parent waits for its workers' imports before launching
 TAG_SWEEP = "nnexp.sweep"
 TAG_SWEEP_KEY = "nnexp.sweep_key"
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -74,6 +79,85 @@ def _limit_blas_threads(config: DictConfig) -> None:
             os.environ[variable] = "1"
 
 
+def _joblib_arguments(config: DictConfig) -> dict[str, Any] | None:
+    """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use for this sweep, or None
+    when another launcher runs it or jobs run one at a time.
+
+    They must be exactly the launcher's: joblib reuses its worker processes only for a call with
+    the same arguments.
+    """
+    launcher = OmegaConf.select(config, "hydra.launcher")
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    arguments = OmegaConf.to_container(launcher, resolve=True)
+    arguments.pop("_target_", None)
+    if arguments.get("n_jobs") == 1:
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    arguments["backend"] = "loky"  # as the launcher does
+    process_joblib_cfg(arguments)
+    return arguments
+
+
+def prepare_worker() -> int:
+    """Run in each joblib worker before the jobs: import nnexp's run path, NumPy, matplotlib
+    and MLflow's SQL store, so the worker's first job starts as fast as its later ones."""
+    import nnexp.app  # noqa: F401
+    import nnexp.build  # noqa: F401
+    import nnexp.core  # noqa: F401
+    import nnexp.plots
+    import nnexp.progress  # noqa: F401
+    from nnexp.tracking.store import preload
+
+    nnexp.plots.preload()
+    preload()
+    return os.getpid()
+
+
+def warm_up_workers(config: DictConfig) -> threading.Thread | None:
+    """Start the joblib launcher's worker processes now, in a background thread, each running
+    :func:`prepare_worker`; returns the thread to join before the jobs launch, or None.
+
+    Best effort: if it fails, each worker imports what it needs in its first job instead.
+    """
+    arguments = _joblib_arguments(config)
+    if arguments is None:
+        return None
+
+    def warm() -> None:
+        try:
+            from joblib import Parallel, delayed, effective_n_jobs
+
+            workers = effective_n_jobs(arguments.get("n_jobs") or 1)
+            Parallel(**arguments)(delayed(prepare_worker)() for _ in range(workers))
+        except Exception as error:  # noqa: BLE001 - an optimisation; the jobs still run without it
+            print(f"sweep: workers not warmed up ({type(error).__name__}: {error})",
+                  file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=warm, name="nnexp-warm-up-workers", daemon=True)
+    thread.start()
+    return thread
+
+
+def write_sweep_file(sweep_dir: str | Path, parent_run_id: str, experiment: str) -> None:
+    """Tell the jobs their parent run and experiment (atomically: jobs may read it at once)."""
+    folder = Path(sweep_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{SWEEP_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"parent_run_id": parent_run_id, "experiment": experiment}))
+    os.replace(tmp, folder / SWEEP_FILE)
+
+
+def read_sweep_file(sweep_dir: str | Path) -> dict[str, str]:
+    """``{"parent_run_id": ..., "experiment": ...}`` of the sweep in ``sweep_dir``; empty when
+    the multirun has no parent (our callback was taken out of the config)."""
+    try:
+        return json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+
+
 class SweepAborted(BaseException):
     """A sweep could not start or finish (e.g. the store cannot be opened).
 
@@ -106,7 +190,8 @@ class SweepCallback(Callback):
         from nnexp import tracking
 
         last_summary = None
-        _limit_blas_threads(config)
+        _limit_blas_threads(config)  # before any worker process starts
+        warming = warm_up_workers(config)
         base = OmegaConf.to_container(config, resolve=False)
         base.pop("hydra", None)
         tracking_cfg = base.get("tracking", {})
@@ -133,9 +218,11 @@ class SweepCallback(Callback):
                                **({f"sweep.params.{k}": v for k, v in OmegaConf.to_container(params).items()}
                                   if params else {})})
         active_parent = parent
-        os.environ[PARENT_RUN_ENV] = parent.run_id
-        os.environ[EXPERIMENT_ENV] = experiment
+        write_sweep_file(config.hydra.sweep.dir, parent.run_id, experiment)
         print(f"sweep: parent run {parent.run_id} in experiment '{experiment}' ({uri})", flush=True)
+        if warming is not None:
+            # joblib reuses the warmed workers only if no other call is using them
+            warming.join(WARM_UP_TIMEOUT)
 
     @_abort_on_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -156,8 +243,6 @@ class SweepCallback(Callback):
             raise
         finally:
             active_parent = None
-            os.environ.pop(PARENT_RUN_ENV, None)
-            os.environ.pop(EXPERIMENT_ENV, None)
 
 
 def _reopen_parent(store, key: str):
