@@ -38,7 +38,8 @@ def one_line(error: BaseException) -> str:
     override = getattr(error, "override", None)  # Hydra's OverrideParseException names it
     if isinstance(override, str) and override not in text:
         text = f"cannot parse the override {override!r}: {text}"
-    cause = error.__cause__ or error.__context__
+    # ``raise ... from None`` says the context is noise: respect it
+    cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     if cause is not None and str(cause).strip():
         first = str(cause).strip().splitlines()[0]
         if first not in text:

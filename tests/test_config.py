@@ -103,3 +103,26 @@ def test_every_config_group_folder_ships_in_the_package():
     packages = set(pyproject["tool"]["setuptools"]["packages"])
     folders = {f"nnexp.conf.{path.name}" for path in CONF.iterdir() if path.is_dir() and path.name != "__pycache__"}
     assert folders <= packages, f"add {sorted(folders - packages)} to [tool.setuptools] packages"
+
+
+def test_one_line_adds_the_cause_but_not_a_suppressed_context():
+    from nnexp.errors import ConfigError, one_line
+
+    def raise_from(cause_style):
+        try:
+            raise OSError("disk full")
+        except OSError as error:
+            if cause_style == "from":
+                raise ConfigError("cannot write x") from error
+            if cause_style == "none":
+                raise ConfigError("cannot write x") from None
+            raise ConfigError("cannot write x")
+
+    messages = {}
+    for style in ("from", "none", "context"):
+        try:
+            raise_from(style)
+        except ConfigError as error:
+            messages[style] = one_line(error)
+    assert messages == {"from": "cannot write x (disk full)", "none": "cannot write x",
+                        "context": "cannot write x (disk full)"}
