@@ -26,7 +26,7 @@ from nnexp.core._checks import count
 from nnexp.core.early_stopping import EarlyStopping
 from nnexp.core.history import History
 from nnexp.core.metrics import labeler, to_labels
-from nnexp.core.optimizers import SGD
+from nnexp.core.optimizers import SGD, Adam, Optimizer
 
 _PROGRESS_REPORTS = 20   # progress callbacks per epoch, about
 _AUGMENT_EPOCHS = 3      # fits of this many epochs or more copy the inputs as [X, 1] once
@@ -126,15 +126,15 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     # MNIST, repaid in about two epochs), and a batch is one take() of contiguous rows into
     # the contiguous buffer. Shorter fits take() into a preallocated contiguous buffer and
     # copy that into the view.
-    scale, half = net._scale, net._half
+    x_scale, half = net._scale, net._half
     augmented = epochs >= _AUGMENT_EPOCHS
     if augmented:
         Xa = np.empty((n, X.shape[1] + 1), net.dtype)
-        if scale == 1.0:
+        if x_scale == 1.0:
             np.copyto(Xa[:, :-1], X)
         else:
             np.multiply(X, half, Xa[:, :-1])
-        Xa[:, -1] = scale
+        Xa[:, -1] = x_scale
         take_x = Xa.take
         gather_bufs = None
     else:
@@ -148,81 +148,109 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
     fold_lr = type(opt) is SGD and not opt.weight_decay
     flat, grad_flat, subtract = net.flat, net.grad_flat, np.subtract
+    # Adam (exactly, no weight decay): its scaled-gradient mode, 9 passes a step instead of 10
+    # (see Adam._scaled_apply); the factor goes into the output delta like lr above.
+    scaled_adam = type(opt) is Adam and opt._scaled_ok()
+    if scaled_adam:
+        adam_scales = {size: np.array(1.0 / size, net.dtype) for size in workspaces}
+    # Other optimizers: the update without step()'s identity check while the arrays are the
+    # ones it was prepared for.
+    plain_step = type(opt).step is Optimizer.step and type(opt)._apply is Optimizer._apply
+    apply, ready_key = opt._apply, object()   # (not None: an unprepared _key is None)
     history = History(monitor=tracker.monitor)
     nan = math.nan
 
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        opt.set_epoch(epoch - 1)
-        if fold_lr:
-            scales = {size: np.array(opt.lr / size, net.dtype) for size in workspaces}
-        else:
-            scales = {size: ws.inv_n for size, ws in workspaces.items()}
-        order = rng.permutation(n)
-        loss_sum, bad_loss, batches_done = 0.0, None, 0
+    try:
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            opt.set_epoch(epoch - 1)
+            if fold_lr:
+                scales = {size: np.array(opt.lr / size, net.dtype) for size in workspaces}
+            else:
+                scales = {size: ws.inv_n for size, ws in workspaces.items()}
+            order = rng.permutation(n)
+            loss_sum, bad_loss, batches_done = 0.0, None, 0
 
-        # -- the batches: gather, forward, backward, update -----------------------------------
-        for segment in segments:
-            with _quiet():
-                for start, stop in segment:
-                    rows = order[start:stop]
-                    ws = workspaces[stop - start]
-                    if augmented:                     # clip: no bounds-check buffering;
-                        take_x(rows, 0, ws.X, "clip")  # rows come from a permutation anyway
-                    else:
-                        G = gather_bufs[stop - start]
-                        take_x(rows, 0, G, "clip")
-                        if scale == 1.0:
-                            copyto(ws.Xin, G)
-                        else:
-                            multiply(G, half, ws.Xin)
-                    take_yt(rows, 1, ws.Y, "clip")
-                    loss = train_step(ws, scales[stop - start])
-                    if not isfinite(loss):
-                        bad_loss = loss
-                        break
-                    loss_sum += loss * (stop - start)
-                    label(ws.P, predicted[start:stop])
-                    if fold_lr:
-                        opt.t += 1
-                        subtract(flat, grad_flat, flat)   # w <- w - lr g
-                    else:
-                        step(params, grads)
-            if bad_loss is not None:
-                break
-            batches_done += len(segment)
-            if progress is not None:
-                progress(epoch, batches_done, n_batches, loss_sum / segment[-1][1])
-
-        # -- the epoch's metrics ---------------------------------------------------------------
-        if bad_loss is None:
-            metrics = {"train_loss": loss_sum / n,
-                       "train_acc": np.count_nonzero(predicted == true_labels[order]) / n}
-            finite_weights = bool(np.isfinite(net.flat).all())
-            if Xv is not None:
+            # -- the batches: gather, forward, backward, update -----------------------------------
+            for segment in segments:
+                if scaled_adam:   # (again each time: a callback may have reset the optimizer)
+                    opt._ready(params, grads)
+                    opt._scaled_begin()
                 with _quiet():
-                    metrics["val_loss"], metrics["val_acc"] = (
-                        net.evaluate(Xv, Yv) if finite_weights else (nan, nan))
-            diverged = not finite_weights or not isfinite(metrics.get("val_loss", 0.0))
-        else:
-            metrics = {"train_loss": bad_loss, "train_acc": nan}
-            if Xv is not None:
-                metrics["val_loss"] = metrics["val_acc"] = nan
-            diverged = True
-        metrics["lr"] = opt.lr
-        metrics["epoch_seconds"] = time.perf_counter() - started
-        history.append(metrics)
-        if not diverged and tracker.update(epoch, metrics[tracker.monitor]):
-            np.copyto(best_flat, net.flat)
-            history.best_epoch = epoch
-        if on_epoch is not None:
-            on_epoch(epoch, dict(metrics))
-        if diverged:
-            history.stop_reason = "diverged"
-            break
-        if early_stopping is not None and tracker.should_stop:
-            history.stop_reason = "early_stopped"
-            break
+                    for start, stop in segment:
+                        rows = order[start:stop]
+                        ws = workspaces[stop - start]
+                        if augmented:                     # clip: no bounds-check buffering;
+                            take_x(rows, 0, ws.X, "clip")  # rows come from a permutation anyway
+                        else:
+                            G = gather_bufs[stop - start]
+                            take_x(rows, 0, G, "clip")
+                            if x_scale == 1.0:
+                                copyto(ws.Xin, G)
+                            else:
+                                multiply(G, half, ws.Xin)
+                        take_yt(rows, 1, ws.Y, "clip")
+                        if scaled_adam:
+                            scale = adam_scales[stop - start]
+                            scale[()] = opt._scaled_next() / (stop - start)
+                        else:
+                            scale = scales[stop - start]
+                        loss = train_step(ws, scale)
+                        if not isfinite(loss):
+                            bad_loss = loss
+                            break
+                        loss_sum += loss * (stop - start)
+                        label(ws.P, predicted[start:stop])
+                        if fold_lr:
+                            opt.t += 1
+                            subtract(flat, grad_flat, flat)   # w <- w - lr g
+                        elif scaled_adam:
+                            opt._scaled_apply()
+                        elif plain_step and opt._key is ready_key:
+                            apply()
+                        else:
+                            step(params, grads)
+                            ready_key = opt._key
+                if scaled_adam:                   # before any user code runs
+                    opt._scaled_end()
+                if bad_loss is not None:
+                    break
+                batches_done += len(segment)
+                if progress is not None:
+                    progress(epoch, batches_done, n_batches, loss_sum / segment[-1][1])
+
+            # -- the epoch's metrics ---------------------------------------------------------------
+            if bad_loss is None:
+                metrics = {"train_loss": loss_sum / n,
+                           "train_acc": np.count_nonzero(predicted == true_labels[order]) / n}
+                finite_weights = bool(np.isfinite(net.flat).all())
+                if Xv is not None:
+                    with _quiet():
+                        metrics["val_loss"], metrics["val_acc"] = (
+                            net.evaluate(Xv, Yv) if finite_weights else (nan, nan))
+                diverged = not finite_weights or not isfinite(metrics.get("val_loss", 0.0))
+            else:
+                metrics = {"train_loss": bad_loss, "train_acc": nan}
+                if Xv is not None:
+                    metrics["val_loss"] = metrics["val_acc"] = nan
+                diverged = True
+            metrics["lr"] = opt.lr
+            metrics["epoch_seconds"] = time.perf_counter() - started
+            history.append(metrics)
+            if not diverged and tracker.update(epoch, metrics[tracker.monitor]):
+                np.copyto(best_flat, net.flat)
+                history.best_epoch = epoch
+            if on_epoch is not None:
+                on_epoch(epoch, dict(metrics))
+            if diverged:
+                history.stop_reason = "diverged"
+                break
+            if early_stopping is not None and tracker.should_stop:
+                history.stop_reason = "early_stopped"
+                break
+    finally:                      # the optimizer state in its usual form
+        if scaled_adam:
+            opt._scaled_end()
 
     # -- which weights the network keeps ------------------------------------------------------
     if history.stop_reason == "diverged" or (

@@ -80,9 +80,18 @@ class Optimizer:
 
     def step(self, params, grads) -> None:
         """Update every ``params[i]`` in place from ``grads[i]``."""
+        self._ready(params, grads)
+        self._apply()
+
+    def _ready(self, params, grads) -> None:
+        """Build (or keep) the state and the update groups for these arrays."""
         key = (tuple(map(id, params)), tuple(map(id, grads)))
         if key != self._key:
             self._prepare(list(params), list(grads), key)
+
+    def _apply(self) -> None:
+        """The update on the arrays of the last ``step`` (``fit`` calls it directly while
+        ``_key`` is unchanged, skipping the identity check)."""
         self.t += 1
         coef = self._coefficients()
         multiply, add, update = np.multiply, np.add, self._update
@@ -247,6 +256,56 @@ class Adam(Optimizer):
         c1 = (1.0 - self.beta1) / (1.0 - self.beta1 ** self.t)
         root_c2 = math.sqrt((1.0 - self.beta2) / (1.0 - self.beta2 ** self.t))
         return (self.lr * c1 / root_c2, self.eps / root_c2)
+
+    # -- fit's scaled-gradient mode: 9 passes instead of 10 -----------------------------------
+    # With s_t = beta1^-(t - t0), fit scales the gradient of step t by s_t (through the output
+    # delta: gradients are linear in it) and the state holds U = s_t M and Q = s_t^2 V:
+    #   U <- U + s_t g;  Q <- (beta2 / beta1^2) Q + (s_t g)^2;
+    #   w <- w - (eta c1 / sqrt(c2)) U / (sqrt(Q) + s_t eps / sqrt(c2)),
+    # the same update, without the pass that multiplies M by beta1. The state is put back in
+    # the usual form (t0 = t) before s_t passes 2^10 and whenever fit hands control to user
+    # code. Used only for the flat buffer, without weight decay, with beta1 >= 1/2.
+    def reset(self) -> None:
+        super().reset()
+        self._t0 = 0
+
+    def _scaled_ok(self) -> bool:
+        return self.beta1 >= 0.5 and not self.weight_decay
+
+    def _scaled_begin(self) -> None:
+        self._t0 = self.t
+
+    def _scaled_next(self) -> float:
+        """The factor for the next gradient, ``s_{t+1}``."""
+        return self.beta1 ** (self._t0 - self.t - 1)
+
+    def _scaled_apply(self) -> None:
+        self.t += 1
+        s = self.beta1 ** (self._t0 - self.t)
+        step_size, eps = self._coefficients()
+        eps *= s
+        ratio = self.beta2 / (self.beta1 * self.beta1)
+        add, multiply = np.add, np.multiply
+        for w, g, _, (U, Q), tmp, _ in self._groups:
+            add(U, g, U)
+            multiply(Q, ratio, Q)
+            multiply(g, g, tmp)
+            add(Q, tmp, Q)
+            np.sqrt(Q, tmp)
+            add(tmp, eps, tmp)
+            np.divide(U, tmp, tmp)
+            multiply(tmp, step_size, tmp)
+            np.subtract(w, tmp, w)
+        if s > 1024.0:
+            self._scaled_end()
+
+    def _scaled_end(self) -> None:
+        """Back to the usual state (M, V); the mode can go on from here."""
+        if self.t != self._t0:
+            s = self.beta1 ** (self._t0 - self.t)
+            np.multiply(self._state_flat["m_sum"], 1.0 / s, self._state_flat["m_sum"])
+            np.multiply(self._state_flat["v_sum"], 1.0 / (s * s), self._state_flat["v_sum"])
+            self._t0 = self.t
 
     def _update(self, w, g, state, tmp, coef):
         M, V = state
