@@ -218,11 +218,12 @@ class MLP:
             np.copyto(live, new)
 
     # ------------------------------------------------------------------ passes on a workspace
-    def _forward(self, ws: _Workspace) -> None:
-        """Fill the hidden activations and the logits ``ws.Z`` from the batch in ``ws.X``."""
+    def _forward(self, ws: _Workspace, train: bool = False) -> None:
+        """Fill the hidden activations and the logits ``ws.Z`` from the batch in ``ws.X``
+        (``train``: with the activation's training form, for ``_backward(ws, True)``)."""
         dot, act, A = np.dot, self._act, ws.A0
         if self._halved_c is None:
-            f = act.forward
+            f = act.train_methods()[0] if train else act.forward
             for WbT, H, Hin, T in zip(self._WbT, ws.H, ws.Hin, ws.T):
                 dot(WbT, A, Hin)            # Z_k^T = [W_k; b_k]^T [A_{k-1}; 1]^T
                 f(Hin, T)                   # A_k^T, in place
@@ -235,12 +236,15 @@ class MLP:
                 A = H
         dot(self._WbT[-1], A, ws.Z)
 
-    def _backward(self, ws: _Workspace) -> None:
+    def _backward(self, ws: _Workspace, train: bool = False) -> None:
         """Fill ``grads`` from ``ws.D[-1] = delta_L^T`` and the cached activations (halved
         layout: ``D[k]`` holds ``delta^T / scale`` of the layer's input)."""
         dot, act, D, H, Hin = np.dot, self._act, ws.D, ws.H, ws.Hin
         dWb, weights, T, cs = self._dWb, self.weights, ws.T, self._halved_c
-        b = act.backward if cs is None else act.halved_methods()[1]
+        if cs is not None:
+            b = act.halved_methods()[1]
+        else:
+            b = act.train_methods()[1] if train else act.backward
         for k in range(self.n_layers - 1, -1, -1):
             delta = D[k]
             # [dW_k; db_k] = [A_{k-1}, 1]^T delta_k: the row of ones sums delta for db
@@ -255,11 +259,11 @@ class MLP:
     def _train_step(self, ws: _Workspace, delta_scale: np.ndarray) -> float:
         """Loss on the batch in ``ws`` and, if it is finite, the gradients (``fit``'s path)
         times ``delta_scale * n`` (``delta_scale = ws.inv_n`` for the true ones)."""
-        self._forward(ws)
+        self._forward(ws, True)
         loss = self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
         if loss - loss == 0.0:                     # finite: inf - inf and nan - nan are nan
             self._head.delta(ws.Z, ws.P, ws.Y, ws.D[-1], ws, delta_scale)
-            self._backward(ws)
+            self._backward(ws, True)
         return loss
 
     def _chunks(self, n: int):
