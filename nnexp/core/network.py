@@ -260,7 +260,7 @@ class MLP:
         """Loss on the batch in ``ws`` and, if it is finite, the gradients (``fit``'s path)
         times ``delta_scale * n`` (``delta_scale = ws.inv_n`` for the true ones)."""
         self._forward(ws, True)
-        loss = self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
+        loss = self._head.train_loss(ws.Z, ws.P, ws.Y, ws)
         if loss - loss == 0.0:                     # finite: inf - inf and nan - nan are nan
             self._head.delta(ws.Z, ws.P, ws.Y, ws.D[-1], ws, delta_scale)
             self._backward(ws, True)

@@ -163,3 +163,24 @@ def test_adam_state_is_usual_when_a_callback_interrupts_or_resets():
     history = fit(a, opt_a, (X, Y), epochs=2, batch_size=3, progress=reset)
     assert len(calls) > 2 and history.stop_reason == "completed" and np.isfinite(a.flat).all()
     assert all(np.isfinite(m).all() for name in opt_a.state for m in opt_a.state[name])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("scale", [0.1, 3.0, 40.0, 1e4])
+def test_softmax_training_loss_matches_the_shifted_one(dtype, scale):
+    from nnexp.core.losses import Scratch, make_head
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        Z = (rng.normal(size=(4, 9)) * scale).astype(dtype)
+        if trial % 2:
+            Z -= 200.0 * (trial % 4 - 2)          # all logits far up or down: no exp range
+        Y = np.eye(4, dtype=dtype)[:, rng.integers(0, 4, 9)]
+        head, ws = make_head("softmax", "cross_entropy").bind(dtype), Scratch(4, 9, dtype)
+        P_ref = np.empty_like(Z)
+        ref = head.forward_loss(Z, P_ref, Y, ws)
+        P = np.empty_like(Z)
+        with np.errstate(all="ignore"):          # as fit runs it
+            value = head.train_loss(Z, P, Y, ws)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        assert np.isfinite(value) and value == pytest.approx(ref, rel=tol, abs=tol)
+        np.testing.assert_allclose(P, P_ref, rtol=tol, atol=1e-30)
