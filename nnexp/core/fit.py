@@ -1,17 +1,22 @@
 """The training loop: mini-batch gradient descent with validation, early stopping and a
 divergence guard.
 
-Cost per step, counted for 784 -> 6 x 50 sigmoid -> 10 softmax at batch size 10 with SGD: 77
+Cost per step, counted for 784 -> 6 x 50 sigmoid -> 10 softmax at batch size 10 with SGD: 70
 NumPy calls, none per sample and none allocating a batch-sized array:
 
-- gather the batch: 2 (``take`` of X rows and of target columns into preallocated buffers);
-- forward: 7 ``dot`` (biases folded in) + 6 x 4 for the sigmoid + 8 for softmax and loss = 39;
-- delta ``(P - Y)/n``: 2; backward: 7 ``[dW; db]`` + 6 ``delta W^T`` + 6 x 3 for f' = 31;
-- predicted labels for the train accuracy: 1; SGD on the flat buffer: 2 (Adam: 10).
+- gather the batch: 3 (``take`` of X rows into a contiguous buffer and its copy into the
+  ``[X, 1]`` workspace, ``take`` of target columns; 2 for fits of 3+ epochs, which gather from
+  a once-augmented ``[X, 1]``);
+- forward: 7 ``dot`` (biases folded in) + 6 x 3 for the sigmoid (computed from ``z/2``, see
+  :mod:`nnexp.core.network`) + 7 for softmax and loss (8 when the max shift is needed) = 32;
+- delta ``(P - Y) lr/n``: 2; backward: 7 ``[dW; db]`` + 6 ``delta W^T`` + 6 x 3 for f' = 31;
+- predicted labels for the train accuracy: 1; plain SGD: 1 (lr is folded into the delta);
+  Adam: 9.
 
-(Counted by wrapping NumPy's functions with counters; ``bench/numpy_calls.py`` agrees.) On the
-development machine (2-core AMD EPYC, OPENBLAS_NUM_THREADS=1) one such epoch of 60,000 samples
-in float32 takes about 1.0 s, against about 1.45 s for a straightforward NumPy loop.
+(Counted with ``bench/numpy_calls.py``.) fit takes internal routes that give the same numbers
+as ``loss_and_grads`` + ``opt.step`` up to rounding (tests/core/test_fast_paths.py): plain SGD
+and Adam get scaled gradients (so after fit ``net.grads`` hold scaled values), the ReLU keeps
+its mask from the forward pass, the softmax loss skips its max shift when it is safe.
 """
 
 from __future__ import annotations
