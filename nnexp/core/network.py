@@ -23,7 +23,8 @@ How it is computed, for speed:
   contiguous block (a ones *column* would make every element-wise call strided, about twice as
   slow on mini-batches). ``X`` is gathered as ``(n, d_0 + 1)`` and used transposed.
 - Buffers live in a per-batch-size workspace that is reused across steps; every operation
-  writes into it (``out`` passed positionally: NumPy parses it faster than ``out=``).
+  writes into it (``out`` passed positionally: NumPy parses it faster than ``out=``; matrix
+  products through the ``ndarray.dot`` method, 0.24 us a call faster than ``np.dot``).
 - With a sigmoid (an activation with ``halved = True``) and hidden layers, the inputs of
   every hidden layer are stored halved, ``[A_{k-1}; 1] / 2`` (``[X, 1]/2`` too), so one
   ``dot`` gives ``Z_k/2``, the argument of ``sigma(z) = (1 + tanh(z/2))/2``; the last hidden
@@ -68,13 +69,14 @@ class _Workspace:
         self.labels = np.empty(n, np.intp)
         self.inv_n = np.array(1.0 / n, dtype)                     # 0-d: fast, never upcasts
         self._sizes, self._dtype = sizes, dtype
-        self._D = None
+        self._D = self.DT = None
 
     @property
     def D(self) -> list[np.ndarray]:
         """delta_k^T = (dL/dZ_k)^T, ``(d_k, n)`` for k = 1..L; allocated at the first backward."""
         if self._D is None:
             self._D = [np.empty((d, self.n), self._dtype) for d in self._sizes[1:]]
+            self.DT = [D.T for D in self._D]                      # views, (n, d_k)
         return self._D
 
 
@@ -221,25 +223,25 @@ class MLP:
     def _forward(self, ws: _Workspace, train: bool = False) -> None:
         """Fill the hidden activations and the logits ``ws.Z`` from the batch in ``ws.X``
         (``train``: with the activation's training form, for ``_backward(ws, True)``)."""
-        dot, act, A = np.dot, self._act, ws.A0
+        act, A = self._act, ws.A0
         if self._halved_c is None:
             f = act.train_methods()[0] if train else act.forward
             for WbT, H, Hin, T in zip(self._WbT, ws.H, ws.Hin, ws.T):
-                dot(WbT, A, Hin)            # Z_k^T = [W_k; b_k]^T [A_{k-1}; 1]^T
+                WbT.dot(A, Hin)             # Z_k^T = [W_k; b_k]^T [A_{k-1}; 1]^T
                 f(Hin, T)                   # A_k^T, in place
                 A = H
         else:
             f = act.halved_methods()[0]
             for WbT, H, Hin, T, c in zip(self._WbT, ws.H, ws.Hin, ws.T, self._halved_c):
-                dot(WbT, A, Hin)            # Z_k^T / 2, from the halved [A_{k-1}; 1]^T / 2
+                WbT.dot(A, Hin)             # Z_k^T / 2, from the halved [A_{k-1}; 1]^T / 2
                 f(Hin, T, c)                # A_k^T / 2 (A_k^T for the last hidden layer)
                 A = H
-        dot(self._WbT[-1], A, ws.Z)
+        self._WbT[-1].dot(A, ws.Z)
 
     def _backward(self, ws: _Workspace, train: bool = False) -> None:
         """Fill ``grads`` from ``ws.D[-1] = delta_L^T`` and the cached activations (halved
         layout: ``D[k]`` holds ``delta^T / scale`` of the layer's input)."""
-        dot, act, D, H, Hin = np.dot, self._act, ws.D, ws.H, ws.Hin
+        act, D, DT, H, Hin = self._act, ws.D, ws.DT, ws.H, ws.Hin
         dWb, weights, T, cs = self._dWb, self.weights, ws.T, self._halved_c
         if cs is not None:
             b = act.halved_methods()[1]
@@ -248,9 +250,9 @@ class MLP:
         for k in range(self.n_layers - 1, -1, -1):
             delta = D[k]
             # [dW_k; db_k] = [A_{k-1}, 1]^T delta_k: the row of ones sums delta for db
-            dot(H[k - 1] if k else ws.A0, delta.T, dWb[k])
+            (H[k - 1] if k else ws.A0).dot(DT[k], dWb[k])
             if k:
-                dot(weights[k], delta, D[k - 1])    # (delta_k W_k^T)^T ...
+                weights[k].dot(delta, D[k - 1])     # (delta_k W_k^T)^T ...
                 if cs is None:                      # ... times f'(Z_{k-1})
                     b(Hin[k - 1], D[k - 1], T[k - 1])
                 else:
