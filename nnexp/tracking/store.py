@@ -178,16 +178,25 @@ def quiet_mlflow() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _settle_imports() -> None:
-    """Freeze what is alive now (MLflow, SQLAlchemy, Hydra: about a million long-lived objects)
-    out of the garbage collector's reach.
+@contextlib.contextmanager
+def _collector_paused():
+    """Run MLflow's imports and set-up with the garbage collector paused, then freeze what is
+    alive (MLflow, SQLAlchemy, Hydra: about a million long-lived objects) out of its reach.
 
-    Without it every full collection during the run and the last one at exit walks them all:
-    measured 0.47 s of collections during a short run and 0.77 s at exit, against 0.06 s at
-    exit frozen. Frozen objects are still freed by reference counting; only cycles among them
-    wait for the end of the process.
+    Importing MLflow allocates so much that it triggers full collections, each walking every
+    object again, and so does every later full collection and the interpreter's last one at
+    exit: measured 0.47 s of collections in a short run and 0.77 s at exit (0.06 s frozen,
+    ``bench/overhead.py``). Frozen objects are still freed by reference counting; only cycles
+    among them wait for the end of the process.
     """
-    gc.freeze()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def preload() -> None:
@@ -199,13 +208,13 @@ def preload() -> None:
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the import is the point
-    from mlflow.tracking import MlflowClient  # noqa: F401
-    from sqlalchemy.orm import configure_mappers
+    with _collector_paused():
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the import is the point
+        from mlflow.tracking import MlflowClient  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
 
-    quiet_mlflow()
-    configure_mappers()
-    _settle_imports()
+        quiet_mlflow()
+        configure_mappers()
 
 
 def open_store(uri: str, experiment_name: str) -> Store:
@@ -214,6 +223,11 @@ def open_store(uri: str, experiment_name: str) -> Store:
     Safe to call from several processes at once, also on a database that does not exist yet
     (see :func:`_creation_lock`); a sweep calls it once before its jobs start anyway.
     """
+    with _collector_paused():
+        return _open_store(uri, experiment_name)
+
+
+def _open_store(uri: str, experiment_name: str) -> Store:
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db)
@@ -266,7 +280,6 @@ def open_store(uri: str, experiment_name: str) -> Store:
             lock.close()
     store = Store(client, uri, experiment_id, experiment_name)
     mark_stale_runs_failed(store)
-    _settle_imports()
     return store
 
 
