@@ -58,7 +58,7 @@ SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01,0.001", "epoc
 NON_TRAINING_LIMIT = 1.5     # seconds, issue 7
 WARM_LOAD_LIMIT = 0.5        # seconds
 SWEEP_SPEEDUP = 1.6
-STAGES_ENV, T0_ENV, FREEZE_ENV = "BENCH_STAGES_OUT", "BENCH_T0", "BENCH_GC_FREEZE_AT_EXIT"
+STAGES_ENV, T0_ENV = "BENCH_STAGES_OUT", "BENCH_T0"
 
 IMPORTS = [("python -c pass", "pass"), ("import numpy", "import numpy"),
            ("import nnexp.core", "import nnexp.core"), ("import nnexp.data", "import nnexp.data"),
@@ -189,12 +189,6 @@ def run_instrumented(overrides: list[str]) -> None:
         main()
     finally:
         marks["main_end"] = time.time() - t0
-        if os.environ.get(FREEZE_ENV):
-            # what-if: objects moved to the permanent generation are skipped by the final
-            # collection at interpreter shutdown
-            import gc
-
-            gc.freeze()
 
 
 def breakdown(stages_file: Path, wall: float) -> tuple[list[list], dict]:
@@ -343,15 +337,13 @@ def measure_runs(box: Sandbox, n: int) -> dict:
     return out
 
 
-def measure_breakdown(box: Sandbox, log_model: bool, freeze: bool = False
-                      ) -> tuple[list[list], dict]:
-    """One instrumented MNIST run (warm cache, existing store); ``freeze``: with
-    ``gc.freeze()`` once the run is over (a what-if for the exit cost)."""
+def measure_breakdown(box: Sandbox, log_model: bool) -> tuple[list[list], dict]:
+    """One instrumented MNIST run (warm cache, existing store)."""
     store = box.fresh_store("breakdown")
-    stages_file = box.dir / f"stages-{log_model}-{freeze}.json"
+    stages_file = box.dir / f"stages-{log_model}.json"
     overrides = [*MNIST_RUN, f"tracking.log_model={str(log_model).lower()}",
                  *box.hydra_dirs("breakdown")]
-    env = box.env(store, **{STAGES_ENV: str(stages_file)}, **({FREEZE_ENV: "1"} if freeze else {}))
+    env = box.env(store, **{STAGES_ENV: str(stages_file)})
     env[T0_ENV] = repr(time.time())    # the child's clock origin: just before it is forked
     result = run_timed([PY, str(Path(__file__).resolve()), "--instrumented", "--", *overrides],
                        env=env, cwd=box.dir)
@@ -420,8 +412,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
                  "error: " + v["error"] if v["error"] else ""] for label, v in res["runs"].items()]
         parts.append("### Short runs, end to end (`python -m nnexp ...`)\n\n"
                      + markdown_table(["run", "median wall", "runs (s)", ""], rows, "lrrl"))
-    for key, title in (("breakdown", "without the model"), ("breakdown_model", "with the model"),
-                       ("breakdown_freeze", "without the model, what-if: gc.freeze() after the run")):
+    for key, title in (("breakdown", "without the model"), ("breakdown_model", "with the model")):
         if key in res:
             rows, totals = res[key]
             table_rows = [[label, f"{s:.3f}"] for label, s in rows]
@@ -522,7 +513,6 @@ def main(argv=None) -> None:
         print("instrumented runs ...", file=sys.stderr)
         res["breakdown"] = measure_breakdown(box, log_model=False)
         res["breakdown_model"] = measure_breakdown(box, log_model=True)
-        res["breakdown_freeze"] = measure_breakdown(box, log_model=False, freeze=True)
         if not args.skip_sweeps:
             print("sweeps ...", file=sys.stderr)
             res["sweeps"] = measure_sweeps(box, args.sweep_attempts, args.sweep_wait)
