@@ -117,7 +117,8 @@ def prepare_worker() -> int:
 
 def warm_up_workers(config: DictConfig) -> threading.Thread | None:
     """Start the joblib launcher's worker processes now, in a background thread, each running
-    :func:`prepare_worker`; returns the thread to join before the jobs launch, or None.
+    :func:`prepare_worker`; returns the thread to join before the jobs launch (its
+    ``worker_pids`` are the warmed processes once it is done), or None.
 
     Best effort: if it fails, each worker imports what it needs in its first job instead.
     """
@@ -130,12 +131,13 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
             from joblib import Parallel, delayed, effective_n_jobs
 
             workers = effective_n_jobs(arguments.get("n_jobs") or 1)
-            Parallel(**arguments)(delayed(prepare_worker)() for _ in range(workers))
+            thread.worker_pids = set(Parallel(**arguments)(delayed(prepare_worker)() for _ in range(workers)))
         except Exception as error:  # noqa: BLE001 - an optimisation; the jobs still run without it
             print(f"sweep: workers not warmed up ({type(error).__name__}: {error})",
                   file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=warm, name="nnexp-warm-up-workers", daemon=True)
+    thread.worker_pids = set()
     thread.start()
     return thread
 

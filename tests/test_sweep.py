@@ -125,3 +125,46 @@ def test_optuna_sweep_file_runs_trials_end_to_end(workdir):
     (parent,), children = parents_and_children(store(workdir))
     assert len(children) == 3
     assert {c.data.params["group.model"] for c in children} <= {"wide", "small", "deep"}
+
+
+def test_the_joblib_launcher_reuses_the_warmed_up_workers():
+    """The warm-up only pays if Hydra's joblib launcher runs its jobs in the very processes it
+    warmed: joblib reuses workers only for identical Parallel arguments. The launcher's are
+    taken here the way Hydra makes them: the plugin instantiated from the composed config,
+    then ``launch``'s own adjustments."""
+    import copy
+    import os
+
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed
+
+    from nnexp.sweep import warm_up_workers
+
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        config = compose(config_name="config", return_hydra_config=True,
+                         overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    warming = warm_up_workers(config)
+    warming.join(120)
+    assert len(warming.worker_pids) == 2 and os.getpid() not in warming.worker_pids
+
+    launcher_arguments = copy.deepcopy(instantiate(config.hydra.launcher).joblib)
+    launcher_arguments["backend"] = "loky"
+    process_joblib_cfg(launcher_arguments)
+    job_pids = set(Parallel(**launcher_arguments)(delayed(os.getpid)() for _ in range(6)))
+    # (quick tasks may all land on one worker; new workers would have new pids)
+    assert job_pids and job_pids <= warming.worker_pids
+
+
+def test_no_warm_up_for_the_basic_launcher_or_one_job():
+    from hydra import compose, initialize_config_module
+
+    from nnexp.sweep import warm_up_workers
+
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        basic = compose(config_name="config", return_hydra_config=True)
+        one_job = compose(config_name="config", return_hydra_config=True,
+                          overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"])
+    assert warm_up_workers(basic) is None
+    assert warm_up_workers(one_job) is None
