@@ -159,3 +159,25 @@ def test_experiment_presets_reproduce_the_tutorials(tracking_uri, compose, prese
     result = app.run(compose(f"experiment={preset}", "tracking.log_model=false"), show_progress=False)
     assert result.status == "FINISHED"
     assert result.metrics["test_acc"] >= accuracy
+
+
+def test_opening_the_store_again_leaves_cyclic_garbage_collectable(tracking_uri):
+    """The first open_store freezes MLflow's imports out of the garbage collector's reach; later
+    opens (one per job of a long serial sweep) must not freeze each job's garbage with them."""
+    import gc
+    import weakref
+
+    from nnexp.tracking import open_store
+
+    open_store(tracking_uri, "gc")
+
+    class Node:
+        pass
+
+    node = Node()
+    node.itself = node  # a cycle: only the collector can free it
+    alive = weakref.ref(node)
+    del node
+    open_store(tracking_uri, "gc")
+    gc.collect()
+    assert alive() is None
