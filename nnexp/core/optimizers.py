@@ -51,6 +51,16 @@ def _tiled_buffer(arrays: list[np.ndarray]) -> np.ndarray | None:
     return base if address == end else None
 
 
+def _descend(w, numerator, accumulator, tmp, eps, step_size) -> None:
+    """``w <- w - step_size numerator / (sqrt(accumulator) + eps)`` in place, through ``tmp``:
+    the step that RMSprop, AdaGrad and Adam share (4 ufunc passes and the subtraction)."""
+    np.sqrt(accumulator, tmp)
+    np.add(tmp, eps, tmp)
+    np.divide(numerator, tmp, tmp)
+    np.multiply(tmp, step_size, tmp)
+    np.subtract(w, tmp, w)
+
+
 class Optimizer:
     """Base class. Subclasses name their state arrays and implement ``_update``."""
 
@@ -223,11 +233,7 @@ class RMSprop(Optimizer):
         np.multiply(g, g, tmp)
         np.multiply(tmp, 1.0 - self.rho, tmp)
         np.add(s, tmp, s)
-        np.sqrt(s, tmp)
-        np.add(tmp, self.eps, tmp)
-        np.divide(g, tmp, tmp)
-        np.multiply(tmp, coef[0], tmp)
-        np.subtract(w, tmp, w)
+        _descend(w, g, s, tmp, self.eps, coef[0])
 
 
 class Adam(Optimizer):
@@ -291,11 +297,7 @@ class Adam(Optimizer):
             multiply(Q, ratio, Q)
             multiply(g, g, tmp)
             add(Q, tmp, Q)
-            np.sqrt(Q, tmp)
-            add(tmp, eps, tmp)
-            np.divide(U, tmp, tmp)
-            multiply(tmp, step_size, tmp)
-            np.subtract(w, tmp, w)
+            _descend(w, U, Q, tmp, eps, step_size)
         if s > 1024.0:
             self._scaled_end()
 
@@ -314,11 +316,7 @@ class Adam(Optimizer):
         np.multiply(g, g, tmp)
         np.multiply(V, self.beta2, V)
         np.add(V, tmp, V)
-        np.sqrt(V, tmp)
-        np.add(tmp, coef[1], tmp)
-        np.divide(M, tmp, tmp)
-        np.multiply(tmp, coef[0], tmp)
-        np.subtract(w, tmp, w)
+        _descend(w, M, V, tmp, coef[1], coef[0])
 
 
 class AdaGrad(Optimizer):
@@ -334,11 +332,7 @@ class AdaGrad(Optimizer):
         (G,) = state
         np.multiply(g, g, tmp)
         np.add(G, tmp, G)
-        np.sqrt(G, tmp)
-        np.add(tmp, self.eps, tmp)
-        np.divide(g, tmp, tmp)
-        np.multiply(tmp, coef[0], tmp)
-        np.subtract(w, tmp, w)
+        _descend(w, g, G, tmp, self.eps, coef[0])
 
 
 #: name -> class of the optimizers (the names of ``conf/optimizer/*.yaml``).
