@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,11 +250,9 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> N
     with tempfile.TemporaryDirectory(prefix="nnexp-") as tmp:
         folder = Path(tmp)
         (folder / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # matplotlib on overflowing curves
-                learning_curves(history.rows(), folder / "learning_curves.png",
-                                best_epoch=history.best_epoch, title=run_name(cfg))
+        try:  # (plots leaves out losses too large to draw: a diverged run is drawn too)
+            learning_curves(history.rows(), folder / "learning_curves.png",
+                            best_epoch=history.best_epoch, title=run_name(cfg))
         except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
             print(f"nnexp: warning: learning_curves.png not drawn ({type(error).__name__}: {error}); "
                   f"the run's metrics and weights are kept", file=sys.stderr, flush=True)
