@@ -22,16 +22,15 @@ import sys
 def cleanup(uri: str | None, dry_run: bool = False) -> list:
     """Mark the stale runs of every experiment of the store FAILED; returns them."""
     from nnexp.errors import TrackingError
-    from nnexp.tracking.store import end_stale_runs, quiet_mlflow, resolve_uri, sqlite_path
+    from nnexp.tracking.store import end_stale_runs, import_mlflow_client, resolve_uri, sqlite_path
 
     resolved = resolve_uri(uri)
     db = sqlite_path(resolved)
     if db is not None and not db.is_file():
         raise TrackingError(f"no MLflow store at {db} (run it where `python -m nnexp` ran, or pass --uri)")
+    MlflowClient = import_mlflow_client()
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    quiet_mlflow()
     try:
         client = MlflowClient(tracking_uri=resolved)
         experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=3)}

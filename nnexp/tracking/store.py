@@ -169,13 +169,19 @@ def artifact_root(uri: str, experiment_name: str) -> str | None:
     return (db.resolve().parent / "artifacts" / safe).as_uri()
 
 
-def quiet_mlflow() -> None:
-    """Keep MLflow's INFO chatter (database migrations, ...) out of our terminal; call it after
-    importing MLflow, which sets its own log level on import."""
+def import_mlflow_client():
+    """Import MLflow the way nnexp uses it and return ``MlflowClient``: telemetry and artifact
+    progress bars off unless the user set them, and its INFO chatter (database migrations, ...)
+    kept out of our terminal (MLflow sets its own log level on import, so this comes after)."""
     import logging
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    return MlflowClient
 
 
 _imports_frozen = False  # set once MLflow's imports are frozen in this process
@@ -216,14 +222,11 @@ def preload() -> None:
     processes while the parent is still creating the store and the parent run (see
     :func:`nnexp.sweep.warm_up_workers`), so the workers' first jobs do not pay it.
     """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with _collector_paused():
+        import_mlflow_client()
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the import is the point
-        from mlflow.tracking import MlflowClient  # noqa: F401
         from sqlalchemy.orm import configure_mappers
 
-        quiet_mlflow()
         configure_mappers()
 
 
@@ -241,12 +244,8 @@ def _open_store(uri: str, experiment_name: str) -> Store:
     db = sqlite_path(uri)
     if db is not None:
         _check_writable(db)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    MlflowClient = import_mlflow_client()
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    quiet_mlflow()
 
     # A new database (or experiment) is made by one process at a time; the others wait, then
     # find the experiment made and go on without the lock.
