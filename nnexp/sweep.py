@@ -142,13 +142,19 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
     return thread
 
 
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``path`` atomically: other processes may read it at any moment."""
+    from nnexp.data.files import atomic_output
+
+    with atomic_output(path) as f:
+        f.write(json.dumps(record, default=str).encode())
+
+
 def write_sweep_file(sweep_dir: str | Path, parent_run_id: str, experiment: str) -> None:
-    """Tell the jobs their parent run and experiment (atomically: jobs may read it at once)."""
+    """Tell the jobs their parent run and experiment."""
     folder = Path(sweep_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{SWEEP_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"parent_run_id": parent_run_id, "experiment": experiment}))
-    os.replace(tmp, folder / SWEEP_FILE)
+    _write_json(folder / SWEEP_FILE, {"parent_run_id": parent_run_id, "experiment": experiment})
 
 
 def read_sweep_file(sweep_dir: str | Path) -> dict[str, str]:
@@ -271,11 +277,8 @@ def abort_active_sweep(status: str, reason: str) -> None:
 
 
 def write_job_result(output_dir: str | Path, record: dict[str, Any]) -> None:
-    """Write one job's outcome (status, run id, objective, error) atomically into its folder."""
-    path = Path(output_dir) / RESULT_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, default=str))
-    os.replace(tmp, path)
+    """Write one job's outcome (status, run id, objective, error) into its folder."""
+    _write_json(Path(output_dir) / RESULT_FILE, record)
 
 
 def read_job_results(sweep_dir: Path) -> list[dict[str, Any]]:
