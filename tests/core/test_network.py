@@ -133,7 +133,8 @@ def test_predict_in_chunks_equals_one_pass(monkeypatch):
     whole = net.predict_proba(X)
     loss, acc = net.evaluate(X, Y)
     net._chunk = 5
-    np.testing.assert_array_equal(net.predict_proba(X), whole)
+    # equal up to rounding: BLAS may take another kernel for the 3-row last chunk
+    np.testing.assert_allclose(net.predict_proba(X), whole, rtol=1e-13, atol=0)
     assert net.evaluate(X, Y) == pytest.approx((loss, acc), rel=1e-14)
     assert set(np.unique(net.predict(X))) <= {0, 1}
 
