@@ -120,15 +120,13 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 def find_finished_run(store, key: str) -> RunResult | None:
     """The latest FINISHED run of this experiment with config hash ``key``, as a SKIPPED result."""
-    runs = store.client.search_runs(
-        [store.experiment_id], filter_string=f"tags.`{TAG_CONFIG_HASH}` = '{key}' and "
-                                             f"attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+    runs = store.backend.find_runs([store.experiment_id], tags={TAG_CONFIG_HASH: key}, status="FINISHED",
+                                   limit=1)
     if not runs:
         return None
     found = runs[0]
-    return RunResult(found.info.run_id, "SKIPPED", found.data.tags.get("nnexp.stop_reason", "completed"),
-                     dict(found.data.metrics), store.experiment_name, store.uri)
+    return RunResult(found.run_id, "SKIPPED", found.tags.get("nnexp.stop_reason", "completed"),
+                     dict(found.metrics), store.experiment_name, store.uri)
 
 
 def _install_sigterm_handler():

@@ -10,15 +10,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from nnexp.tracking.mlflow_backend import MlflowBackend
+
 
 def find_parent(client, experiment_ids: list[str], run_id: str | None):
-    """The sweep's parent run: ``run_id``, or the latest parent run in these experiments."""
+    """The sweep's parent run (a :class:`~nnexp.tracking.records.RunRecord`): ``run_id``, or
+    the latest parent run in these experiments."""
     from nnexp.sweep import TAG_SWEEP
+    from nnexp.tracking.records import RunRecord
 
     if run_id:
-        return client.get_run(run_id)
-    runs = client.search_runs(experiment_ids, filter_string=f"tags.`{TAG_SWEEP}` = 'parent'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+        run = client.get_run(run_id)
+        return RunRecord(run.info.run_id, run.info.run_name or "", run.info.status, run.info.start_time or 0,
+                         run.info.experiment_id, dict(run.data.tags), dict(run.data.params),
+                         dict(run.data.metrics))
+    runs = MlflowBackend(client).find_runs(experiment_ids, tags={TAG_SWEEP: "parent"}, limit=1)
     return runs[0] if runs else None
 
 
@@ -52,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     parent = find_parent(client, experiment_ids, args.sweep)
     if parent is None:
         parser.exit(2, "nnexp.compare: error: no sweep found (run one with python -m nnexp -m ...)\n")
-    swept = [k for k in parent.data.tags.get("nnexp.swept", "").split(",") if k]
-    rows = summary.rank(summary.child_rows(client, parent.info.experiment_id, parent.info.run_id, swept))
-    print(f"sweep {parent.info.run_name} ({parent.info.run_id}), {len(rows)} runs, ranked by best_val_loss:")
+    swept = [k for k in parent.tags.get("nnexp.swept", "").split(",") if k]
+    backend = MlflowBackend(client)
+    rows = summary.rank(summary.child_rows(backend, parent.experiment_id, parent.run_id, swept))
+    print(f"sweep {parent.run_name} ({parent.run_id}), {len(rows)} runs, ranked by best_val_loss:")
     print(summary.format_table(rows, swept))
-    out = args.out or Path("outputs") / "compare" / parent.info.run_id
+    out = args.out or Path("outputs") / "compare" / parent.run_id
     out.mkdir(parents=True, exist_ok=True)
     summary.write_csv(rows, out / "comparison.csv")
     if rows:
-        summary.write_plots(client, rows, swept, out)
+        summary.write_plots(backend, rows, swept, out)
     print(f"wrote {out}/comparison.csv and plots")
     return 0
 

@@ -44,15 +44,17 @@ def param_for(key: str, params: Mapping[str, str]) -> str:
     return key
 
 
-def child_rows(client, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per nested run of ``parent_run_id``: name, id, outcome, swept values and scores."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=5000)
+def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per nested run of ``parent_run_id``: name, id, outcome, swept values and scores
+    (``backend``: a tracking backend, see :mod:`nnexp.tracking.records`)."""
+    from nnexp.tracking.run import TAG_PARENT
+
+    runs = backend.find_runs([experiment_id], tags={TAG_PARENT: parent_run_id})
     rows = []
     for run in runs:
-        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-        row: dict[str, Any] = {"run_name": run.info.run_name, "run_id": run.info.run_id,
-                               "outcome": outcome(run.info.status, tags.get("nnexp.stop_reason")),
+        params, metrics, tags = run.params, run.metrics, run.tags
+        row: dict[str, Any] = {"run_name": run.run_name, "run_id": run.run_id,
+                               "outcome": outcome(run.status, tags.get("nnexp.stop_reason")),
                                "overrides": tags.get("nnexp.overrides", "")}
         for key in swept:
             row[key] = params.get(param_for(key, params))
@@ -119,7 +121,7 @@ def format_counts(summary: Mapping[str, Any]) -> str:
     return f"sweep: {c['jobs']} jobs: {parts or 'none'}{best_text} · compare: python -m nnexp.compare"
 
 
-def write_plots(client, rows: Sequence[Mapping[str, Any]], swept: Sequence[str], folder: Path) -> list[Path]:
+def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str], folder: Path) -> list[Path]:
     """learning_curves.png (every child's validation curves overlaid) and score_vs_<key>.png."""
     from nnexp.plots import overlay_curves, score_against
 
@@ -128,7 +130,7 @@ def write_plots(client, rows: Sequence[Mapping[str, Any]], swept: Sequence[str],
         if not row.get("run_id"):
             continue
         histories[row["run_name"]] = {
-            metric: [(m.step, m.value) for m in client.get_metric_history(row["run_id"], metric)]
+            metric: backend.metric_history(row["run_id"], metric)
             for metric in ("val_loss", "val_acc", "train_loss")}
     paths = [overlay_curves(histories, folder / "learning_curves.png")]
     for key in swept:
@@ -147,8 +149,8 @@ def summarise_sweep(parent, sweep_dir: Path, swept: Sequence[str]) -> dict[str, 
     from nnexp.sweep import read_job_results
 
     records = read_job_results(sweep_dir)
-    client, store = parent.client, parent.store
-    rows = child_rows(client, store.experiment_id, parent.run_id, swept)
+    backend, store = parent.backend, parent.store
+    rows = child_rows(backend, store.experiment_id, parent.run_id, swept)
     known = {row["run_id"] for row in rows}
     for record in records:  # jobs that failed before their MLflow run existed
         if record.get("status") == "FAILED" and record.get("run_id") not in known:
@@ -169,7 +171,7 @@ def summarise_sweep(parent, sweep_dir: Path, swept: Sequence[str]) -> dict[str, 
         folder = Path(tmp)
         write_csv(rows, folder / "comparison.csv")
         if rows:
-            write_plots(client, [r for r in rows if r.get("run_id")], swept, folder)
+            write_plots(backend, [r for r in rows if r.get("run_id")], swept, folder)
         parent.log_artifacts(folder)
     return summary
 

@@ -7,9 +7,9 @@ experiment's name to the jobs in ``nnexp_sweep.json`` in the sweep folder, which
 read whichever process or launcher runs it. When the sweep ends it writes the summary
 (:mod:`nnexp.summary`) into the parent and ends it.
 
-With the joblib launcher the worker processes are started, and import what a job needs, while
-the parent is still opening the store (:func:`warm_up_workers`): both take about 2 s, and
-paying them one after the other made 2 workers slower than 1 on short jobs.
+With the joblib launcher the worker processes are started, and import what a job needs
+(NumPy, nnexp, matplotlib: about 1 s), while the parent is still opening the store and
+creating the parent run (:func:`warm_up_workers`).
 
 Each job writes ``nnexp_result.json`` into its Hydra output folder, also when it fails before
 its MLflow run exists (a bad value in one job of a sweep), so the summary can count it.
@@ -101,17 +101,17 @@ def _joblib_arguments(config: DictConfig) -> dict[str, Any] | None:
 
 
 def prepare_worker() -> int:
-    """Run in each joblib worker before the jobs: import nnexp's run path, NumPy, matplotlib
-    and MLflow's SQL store, so the worker's first job starts as fast as its later ones."""
+    """Run in each joblib worker before the jobs: import nnexp's run path, NumPy and matplotlib,
+    so the worker's first job starts as fast as its later ones. (MLflow is not needed: jobs
+    write to the store the parent has made through :mod:`nnexp.tracking.sqlite_backend`.)"""
     import nnexp.app  # noqa: F401
     import nnexp.build  # noqa: F401
     import nnexp.core  # noqa: F401
     import nnexp.plots
     import nnexp.progress  # noqa: F401
-    from nnexp.tracking.store import preload
+    import nnexp.tracking  # noqa: F401
 
     nnexp.plots.preload()
-    preload()
     return os.getpid()
 
 
@@ -257,13 +257,11 @@ def _reopen_parent(store, key: str):
     """The latest parent run of the same sweep, set RUNNING again so resumed children nest in it."""
     from nnexp.tracking import TrackedRun
 
-    runs = store.client.search_runs([store.experiment_id],
-                                    filter_string=f"tags.`{TAG_SWEEP_KEY}` = '{key}'",
-                                    order_by=["attributes.start_time DESC"], max_results=1)
+    runs = store.backend.find_runs([store.experiment_id], tags={TAG_SWEEP_KEY: key}, limit=1)
     if not runs:
         return None
-    store.client.update_run(runs[0].info.run_id, status="RUNNING")
-    return TrackedRun.attach(store, runs[0].info.run_id)
+    store.backend.set_status(runs[0].run_id, "RUNNING", end=False)
+    return TrackedRun.attach(store, runs[0].run_id)
 
 
 def abort_active_sweep(status: str, reason: str) -> None:

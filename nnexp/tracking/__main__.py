@@ -22,6 +22,7 @@ import sys
 def cleanup(uri: str | None, dry_run: bool = False) -> list:
     """Mark the stale runs of every experiment of the store FAILED; returns them."""
     from nnexp.errors import TrackingError
+    from nnexp.tracking.mlflow_backend import MlflowBackend
     from nnexp.tracking.store import end_stale_runs, import_mlflow_client, resolve_uri, sqlite_path
 
     resolved = resolve_uri(uri)
@@ -34,13 +35,13 @@ def cleanup(uri: str | None, dry_run: bool = False) -> list:
     try:
         client = MlflowClient(tracking_uri=resolved)
         experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=3)}
-        stale = end_stale_runs(client, list(experiments), dry_run=dry_run)
+        stale = end_stale_runs(MlflowBackend(client), list(experiments), dry_run=dry_run)
     except MlflowException as error:
         raise TrackingError(f"cannot open the MLflow store {resolved}: {' '.join(str(error).split())[:300]}") from None
     verb = "would mark" if dry_run else "marked"
     for run in stale:
-        print(f"{verb} FAILED: run {run.info.run_id} ({experiments.get(run.info.experiment_id)}/"
-              f"{run.info.run_name}), process {run.data.tags.get('nnexp.pid')} is gone")
+        print(f"{verb} FAILED: run {run.run_id} ({experiments.get(run.experiment_id)}/"
+              f"{run.run_name}), process {run.tags.get('nnexp.pid')} is gone")
     print(f"cleanup: {verb} {len(stale)} stale runs FAILED in {resolved}" if stale
           else f"cleanup: no stale runs in {resolved}")
     return stale

@@ -2,7 +2,8 @@
 
 Per-epoch metrics are buffered and written with one ``log_batch`` call at most every
 ``flush_seconds`` (and always when the run ends): each SQLite write is a transaction with an
-fsync, so one call per value would cost more than training a small model.
+fsync, so one call per value would cost more than training a small model. The writing is done
+by the store's backend (:mod:`nnexp.tracking.records`), MLflow's client or direct SQLite.
 """
 
 from __future__ import annotations
@@ -17,18 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nnexp.tracking.records import MetricPoint, now_ms
 from nnexp.tracking.store import TAG_ERROR, TAG_HOST, TAG_PID, Store
 
-# MLflow limits: values per log_batch call, and characters per param value.
-MAX_BATCH = 1000
+# MLflow's limit of characters per param or tag value.
 MAX_PARAM_LENGTH = 6000
 
 TAG_PARENT = "mlflow.parentRunId"
 TAG_STOP_REASON = "nnexp.stop_reason"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @contextlib.contextmanager
@@ -60,7 +57,7 @@ class TrackedRun:
 
     def __init__(self, store: Store, run_id: str, flush_seconds: float = 1.0):
         self.store = store
-        self.client = store.client
+        self.backend = store.backend
         self.run_id = run_id
         self.flush_seconds = flush_seconds
         self._pending: list = []
@@ -78,8 +75,8 @@ class TrackedRun:
         all_tags = {TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname(), **(tags or {})}
         if parent_run_id:
             all_tags[TAG_PARENT] = parent_run_id
-        run = store.client.create_run(store.experiment_id, run_name=run_name, tags=all_tags)
-        return cls(store, run.info.run_id, flush_seconds)
+        run_id = store.backend.create_run(store.experiment_id, run_name, all_tags)
+        return cls(store, run_id, flush_seconds)
 
     @classmethod
     def attach(cls, store: Store, run_id: str) -> "TrackedRun":
@@ -88,25 +85,18 @@ class TrackedRun:
 
     # -- logging ------------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in params.items()]
-        for start in range(0, len(items), 100):  # MLflow takes at most 100 params a call
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+        self.backend.log_batch(self.run_id, params={key: str(value)[:MAX_PARAM_LENGTH]
+                                                    for key, value in params.items()})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in tags.items()]
-        if items:
-            self.client.log_batch(self.run_id, tags=items)
+        if tags:
+            self.backend.log_batch(self.run_id, tags={key: str(value)[:MAX_PARAM_LENGTH]
+                                                      for key, value in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Queue metrics at ``step``; written at the next flush."""
-        from mlflow.entities import Metric
-
-        stamp = _now_ms()
-        self._pending.extend(Metric(key, float(value), stamp, step) for key, value in metrics.items())
+        stamp = now_ms()
+        self._pending.extend(MetricPoint(key, float(value), stamp, step) for key, value in metrics.items())
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """``on_epoch`` callback: queue this epoch's metrics with ``step=epoch``; flush when due."""
@@ -115,28 +105,23 @@ class TrackedRun:
             self.flush()
 
     def flush(self) -> None:
-        """Write every queued metric point (in as few calls as MLflow allows).
+        """Write every queued metric point.
 
         If a write is cut short (Ctrl-C arriving mid-transaction, a locked or vanished store),
-        the points not known to be written stay queued, so :meth:`end` writes them again;
-        MLflow drops points that were in fact written already.
+        the points stay queued, so :meth:`end` writes them again; both backends drop points
+        that were in fact written already.
         """
         pending, self._pending = self._pending, []
-        written = 0
         try:
-            for start in range(0, len(pending), MAX_BATCH):
-                self.client.log_batch(self.run_id, metrics=pending[start:start + MAX_BATCH])
-                written = start + MAX_BATCH
+            if pending:
+                self.backend.log_batch(self.run_id, metrics=pending)
         except BaseException:
-            self._pending = pending[written:] + self._pending
+            self._pending = pending + self._pending
             raise
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
-
-    def log_artifact(self, local_file: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(local_file), artifact_path)
+        self.backend.log_artifacts(self.run_id, local_dir, artifact_path)
 
     # -- ending ---------------------------------------------------------------------------------
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
@@ -159,8 +144,8 @@ class TrackedRun:
                 if status == "FINISHED":
                     status = "FAILED"
             if error:
-                self.client.set_tag(self.run_id, TAG_ERROR, " ".join(error.split())[:MAX_PARAM_LENGTH])
-            self.client.set_terminated(self.run_id, status)
+                self.backend.log_batch(self.run_id, tags={TAG_ERROR: " ".join(error.split())[:MAX_PARAM_LENGTH]})
+            self.backend.set_status(self.run_id, status)
             self.ended = True
         if flush_error is not None:
             raise flush_error

@@ -11,6 +11,12 @@ them fail. So a sweep opens the store and makes the experiment once, before its 
 experiment id. Independent processes started together on a new database (a shell loop, a job
 array) are serialised by an exclusive lock on ``<database>.lock`` while the database and the
 experiment are created; once the experiment exists, opening takes no lock.
+
+Who writes: a SQLite store that MLflow has made (migrated), with tables of the schema
+:mod:`nnexp.tracking.sqlite_backend` knows, is written directly through ``sqlite3`` and opened
+without importing MLflow (2-3 s saved in every process), new experiments included; a new
+database, and any other store, goes through MLflow's client
+(:mod:`nnexp.tracking.mlflow_backend`). ``NNEXP_TRACKING_CLIENT=mlflow`` forces MLflow's client.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
+from nnexp.tracking import sqlite_backend
+from nnexp.tracking.mlflow_backend import MlflowBackend
+from nnexp.tracking.sqlite_backend import SqliteBackend
 
 # URI schemes MLflow can track to; anything else is almost certainly a typo.
 KNOWN_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
@@ -36,6 +45,9 @@ KNOWN_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssq
 TAG_PID = "nnexp.pid"
 TAG_HOST = "nnexp.host"
 TAG_ERROR = "nnexp.error"
+
+CLIENT_VARIABLE = "NNEXP_TRACKING_CLIENT"   # "auto" (the default) or "mlflow"
+CLIENT_CHOICES = ("auto", "mlflow")
 
 
 def default_uri() -> str:
@@ -154,7 +166,7 @@ def _creation_lock(db: Path):
 class Store:
     """An opened tracking store and the experiment runs go to."""
 
-    client: object  # mlflow.tracking.MlflowClient
+    backend: SqliteBackend | MlflowBackend
     uri: str
     experiment_id: str
     experiment_name: str
@@ -215,35 +227,74 @@ def _collector_paused():
             gc.enable()
 
 
-def preload() -> None:
-    """Import MLflow's SQL store and set up its SQLAlchemy mappers, touching no database.
-
-    About 2 s of a process's first :func:`open_store`; a parallel sweep runs it in its worker
-    processes while the parent is still creating the store and the parent run (see
-    :func:`nnexp.sweep.warm_up_workers`), so the workers' first jobs do not pay it.
-    """
-    with _collector_paused():
-        import_mlflow_client()
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the import is the point
-        from sqlalchemy.orm import configure_mappers
-
-        configure_mappers()
+def _direct_writes_allowed() -> bool:
+    """Whether SQLite stores may be written without MLflow (``$NNEXP_TRACKING_CLIENT``)."""
+    choice = os.environ.get(CLIENT_VARIABLE, "auto").strip().lower() or "auto"
+    if choice not in CLIENT_CHOICES:
+        raise TrackingError(f"{CLIENT_VARIABLE}={os.environ[CLIENT_VARIABLE]!r} is not one of "
+                            f"{', '.join(CLIENT_CHOICES)} (unset it, or set it to mlflow)")
+    return choice == "auto"
 
 
 def open_store(uri: str, experiment_name: str) -> Store:
     """Open (creating if needed) the store at ``uri`` and the experiment called ``experiment_name``.
 
     Safe to call from several processes at once, also on a database that does not exist yet
-    (see :func:`_creation_lock`); a sweep calls it once before its jobs start anyway.
+    (see :func:`_creation_lock`); a sweep calls it once before its jobs start anyway. Ends the
+    experiment's runs whose process died (see :func:`mark_stale_runs_failed`).
     """
-    with _collector_paused():
-        return _open_store(uri, experiment_name)
+    db = sqlite_path(uri)
+    direct = db is not None and _direct_writes_allowed()
+    if db is not None:
+        _check_writable(db)
+    store = None
+    if direct and sqlite_backend.supports(db):
+        store = _open_direct(db, uri, experiment_name)
+    if store is None:
+        with _collector_paused():
+            store = _open_store(uri, experiment_name)
+        if direct and sqlite_backend.supports(db):
+            # MLflow made what was missing; the runs themselves need no MLflow
+            store = _open_direct(db, uri, experiment_name) or store
+    mark_stale_runs_failed(store)
+    return store
+
+
+def _open_direct(db: Path, uri: str, experiment_name: str) -> Store | None:
+    """The store written through :class:`SqliteBackend` (the experiment created if missing, under
+    :func:`_creation_lock`), or None when the experiment's artifacts are not kept in a local
+    folder (MLflow's artifact repositories handle the others)."""
+    backend = SqliteBackend(db)
+    try:
+        found = backend.get_experiment(experiment_name)
+        if found is None:
+            location = artifact_root(uri, experiment_name)
+            _check_artifact_folder(location)
+            with contextlib.closing(_creation_lock(db)):
+                found = backend.get_experiment(experiment_name)   # made meanwhile by another process?
+                if found is None:
+                    found = (backend.create_experiment(experiment_name, location), location, "active")
+    except sqlite3.Error as error:
+        backend.close()
+        raise TrackingError(f"cannot open the MLflow store {uri}: {error}") from None
+    except BaseException:
+        backend.close()
+        raise
+    if sqlite_backend.local_path(found[1] or "") is None:
+        backend.close()
+        return None
+    experiment_id, location, stage = found
+    if stage == "deleted":
+        backend.close()
+        raise TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
+                            f"in the MLflow UI or choose another with tracking.experiment=...")
+    _check_artifact_folder(location)
+    return Store(backend, uri, experiment_id, experiment_name)
 
 
 def _open_store(uri: str, experiment_name: str) -> Store:
+    """:func:`open_store` through MLflow's client: creates the database and the experiment."""
     db = sqlite_path(uri)
-    if db is not None:
-        _check_writable(db)
     MlflowClient = import_mlflow_client()
     from mlflow.exceptions import MlflowException
 
@@ -287,9 +338,7 @@ def _open_store(uri: str, experiment_name: str) -> Store:
     finally:
         if lock is not None:
             lock.close()
-    store = Store(client, uri, experiment_id, experiment_name)
-    mark_stale_runs_failed(store)
-    return store
+    return Store(MlflowBackend(client), uri, experiment_id, experiment_name)
 
 
 def _process_alive(pid: int) -> bool:
@@ -309,31 +358,26 @@ def mark_stale_runs_failed(store: Store) -> list[str]:
     same machine notices that its process no longer exists and says so in the run's tags.
     Runs of other hosts are left alone: we cannot see their processes. Returns the run ids.
     """
-    return [run.info.run_id for run in end_stale_runs(store.client, [store.experiment_id])]
+    return [run.run_id for run in end_stale_runs(store.backend, [store.experiment_id])]
 
 
-def end_stale_runs(client, experiment_ids: list[str], dry_run: bool = False) -> list:
+def end_stale_runs(backend, experiment_ids: list[str], dry_run: bool = False) -> list:
     """:func:`mark_stale_runs_failed` for any experiments (``python -m nnexp.tracking cleanup``
-    passes them all); returns the stale runs, left RUNNING when ``dry_run``."""
+    passes them all); returns the stale runs (:class:`~nnexp.tracking.records.RunRecord`),
+    left RUNNING when ``dry_run``."""
     host = socket.gethostname()
-    stale, token = [], None
-    while experiment_ids:
-        page = client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
-                continue
-            pid = int(tags[TAG_PID])
-            if pid == os.getpid() or _process_alive(pid):
-                continue
-            stale.append(run)
-        token = page.token
-        if not token:
-            break
+    stale = []
+    for run in backend.find_runs(experiment_ids, status="RUNNING"):
+        tags = run.tags
+        if tags.get(TAG_HOST) != host or not tags.get(TAG_PID, "").isdigit():
+            continue
+        pid = int(tags[TAG_PID])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        stale.append(run)
     for run in [] if dry_run else stale:
-        pid = run.data.tags[TAG_PID]
-        client.set_tag(run.info.run_id, TAG_ERROR,
-                       f"process {pid} on {host} ended without closing the run (killed?)")
-        client.set_terminated(run.info.run_id, "FAILED")
+        pid = run.tags[TAG_PID]
+        backend.log_batch(run.run_id, tags={TAG_ERROR: f"process {pid} on {host} ended without closing "
+                                                       f"the run (killed?)"})
+        backend.set_status(run.run_id, "FAILED")
     return stale
