@@ -1,49 +1,87 @@
-"""Save a trained network as an MLflow pyfunc model (see :mod:`nnexp.tracking.pyfunc_model`)."""
+"""Save a trained network as an MLflow pyfunc model (see :mod:`nnexp.tracking.pyfunc_model`).
+
+The model folder is written here, file by file, in the format ``mlflow.pyfunc.save_model``
+writes for a "model from code" (MLflow 3): ``MLmodel``, ``conda.yaml``, ``python_env.yaml``,
+``requirements.txt``, the model's code file and ``artifacts/weights.npz``. Calling MLflow to do
+it would import MLflow (2-3 s) in every run that logs a model; the folder it makes is a few
+small text files. ``tests/test_tracking_backends.py`` checks that this folder and the one
+``mlflow.pyfunc.save_model`` writes for the same network agree key by key, and that MLflow
+loads, validates and serves it.
+"""
 
 from __future__ import annotations
 
-import re
-import warnings
+import datetime
+import json
+import platform
+import shutil
+import uuid
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 import nnexp
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
-_MLFLOW_HINTS = re.compile(r"type hint|input example", re.IGNORECASE)
+LOADER_MODULE = "mlflow.pyfunc.loaders.code_model"   # MLflow's loader of models from code
+BUILD_PACKAGES = ("pip", "setuptools", "wheel")      # what MLflow lists in python_env.yaml
 
 
-def _without_mlflow_hints(show):
-    def showwarning(message, category, *args, **kwargs):
-        if not _MLFLOW_HINTS.search(str(message)):
-            show(message, category, *args, **kwargs)
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
-    return showwarning
+
+def _pinned(package: str) -> str:
+    version = _version(package)
+    return f"{package}=={version}" if version else package
+
+
+def _tensor_spec(dtype: str, width: int) -> str:
+    """A tensor signature as MLflow serialises it: any number of rows of ``width`` values."""
+    return json.dumps([{"type": "tensor", "tensor-spec": {"dtype": np.dtype(dtype).name, "shape": [-1, width]}}])
 
 
 def save_pyfunc(weights_npz: Path, out_dir: Path, n_inputs: int, n_outputs: int, dtype: str) -> Path:
     """Write an MLflow pyfunc model folder to ``out_dir`` / "model" and return its path.
 
     The signature is tensor-based, (-1, n_inputs) in and (-1, n_outputs) out in the run's dtype,
-    so ``mlflow models predict`` validates its input's width. The pip requirements are given
-    explicitly: inferring them imports and inspects the whole environment and takes seconds.
+    so ``mlflow models predict`` validates its input's width. The pip requirements are nnexp,
+    NumPy and MLflow, pinned to the versions installed here.
     """
-    with warnings.catch_warnings():
-        # MLflow warns about type hints and input examples while it imports and saves; the
-        # explicit tensor signature below is what validates a model's input. Its own
-        # simplefilter("once") overrides filters, so the hints are dropped where they are shown.
-        warnings.showwarning = _without_mlflow_hints(warnings.showwarning)
-        import mlflow.pyfunc
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
-
-        signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_inputs))]),
-                                   outputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_outputs))]))
-        path = Path(out_dir) / "model"
-        mlflow.pyfunc.save_model(
-            path=str(path), python_model=str(MODEL_CODE), artifacts={"weights": str(weights_npz)},
-            signature=signature,
-            pip_requirements=[f"nnexp=={nnexp.__version__}", f"numpy=={np.__version__}"],
-        )
+    path = Path(out_dir) / "model"
+    (path / "artifacts").mkdir(parents=True)
+    weights_npz = Path(weights_npz)
+    shutil.copyfile(weights_npz, path / "artifacts" / weights_npz.name)
+    shutil.copyfile(MODEL_CODE, path / MODEL_CODE.name)
+    # MLflow counts the model's files before it writes the environment files
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    python = platform.python_version()
+    requirements = [_pinned("mlflow"), f"nnexp=={nnexp.__version__}", f"numpy=={np.__version__}"]
+    (path / "requirements.txt").write_text("\n".join(requirements))
+    pip = _version("pip")
+    conda = {"channels": ["conda-forge"],
+             "dependencies": [f"python={python}", f"pip<={pip}" if pip else "pip", {"pip": requirements}],
+             "name": "mlflow-env"}
+    (path / "conda.yaml").write_text(yaml.safe_dump(conda, default_flow_style=False))
+    python_env = {"python": python, "build_dependencies": [_pinned(p) for p in BUILD_PACKAGES],
+                  "dependencies": ["-r requirements.txt"]}
+    (path / "python_env.yaml").write_text(yaml.safe_dump(python_env, default_flow_style=False, sort_keys=False))
+    flavor = {"artifacts": {"weights": {"path": f"artifacts/{weights_npz.name}", "uri": str(weights_npz)}},
+              "cloudpickle_version": _version("cloudpickle"), "code": None,
+              "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+              "loader_module": LOADER_MODULE, "model_code_path": str(MODEL_CODE),
+              "python_version": python, "streamable": False}
+    mlmodel = {"flavors": {"python_function": flavor}, "is_signature_from_type_hint": False,
+               "mlflow_version": _version("mlflow"), "model_id": None, "model_size_bytes": size,
+               "model_uuid": uuid.uuid4().hex, "prompts": None,
+               "signature": {"inputs": _tensor_spec(dtype, n_inputs), "outputs": _tensor_spec(dtype, n_outputs),
+                             "params": None},
+               "type_hint_from_example": False,
+               "utc_time_created": str(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None))}
+    (path / "MLmodel").write_text(yaml.safe_dump(mlmodel, default_flow_style=False))
     return path
