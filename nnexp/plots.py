@@ -53,6 +53,16 @@ def _epoch_axis(axis) -> None:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _log_y(axis) -> None:
+    """A log y axis with plain tick labels ("0.1", "1e-05"): matplotlib's default labels are
+    typeset as TeX (mathtext), which costs 0.05-0.15 s of a figure's 0.25 s."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_yscale("log")
+    axis.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    axis.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
                     best_epoch: int | None = None, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and validation, with the best epoch marked.
@@ -76,7 +86,7 @@ def learning_curves(rows: Sequence[Mapping[str, float]], path: str | Path, *,
     losses = [_drawable(row[k]) for row in rows for k in ("train_loss", "val_loss") if k in row]
     losses = [loss for loss in losses if math.isfinite(loss)]
     if losses and min(losses) > 0:  # losses span decades: a log axis shows the late epochs too
-        loss_axis.set_yscale("log")
+        _log_y(loss_axis)
         loss_axis.set_ylabel("loss (log)")
     if title:
         figure.suptitle(title)
@@ -99,7 +109,7 @@ def overlay_curves(histories: Mapping[str, Mapping[str, Sequence[tuple[int, floa
             accuracy = metrics.get("val_acc") or []
             if accuracy:
                 acc_axis.plot(*zip(*sorted(accuracy)), color=line.get_color(), linewidth=1.2)
-    loss_axis.set_yscale("log")
+    _log_y(loss_axis)
     for axis, label in ((loss_axis, "validation loss (log)"), (acc_axis, "validation accuracy")):
         _epoch_axis(axis)
         axis.set_ylabel(label)
