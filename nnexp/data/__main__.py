@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnexp.data.mnist import IDX_SETS, data_root, download
+from nnexp.data.mnist import IDX_SETS, download
 from nnexp.errors import DataError
 
 
