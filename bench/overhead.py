@@ -122,13 +122,6 @@ def instrument(stages: Stages) -> None:
     stages.records.append({"label": "import nnexp app modules (numpy, core, data...)", "depth": 0,
                            "start": time.time(), "seconds": time.perf_counter() - t0})
 
-    real_open = app.open_experiment
-
-    def open_experiment(*args, **kwargs):   # import mlflow and opening the store, apart
-        stages.time_import("mlflow.tracking", "import mlflow")
-        return real_open(*args, **kwargs)
-
-    app.open_experiment = open_experiment
     for owner, attr, label in [
             (app, "run", "app.run"), (app, "validate", "validate config"),
             (app, "load_data", "load data"), (build, "build_model", "build model"),
@@ -175,6 +168,7 @@ def run_instrumented(overrides: list[str]) -> None:
 
     def save():
         marks["atexit"] = time.time() - t0
+        marks["mlflow_imported"] = "mlflow" in sys.modules
         out.write_text(json.dumps({"marks": marks, "records": [
             {**r, "start": r["start"] - t0} for r in stages.records], "missing": stages.missing}))
 
@@ -216,6 +210,7 @@ def breakdown(stages_file: Path, wall: float) -> tuple[list[list], dict]:
     training = fit - logged
     totals = {"wall": wall, "training": training, "non_training": wall - training,
               "missing": data["missing"], "gc": gc_pauses,
+              "mlflow_imported": marks.get("mlflow_imported"),
               "stages": {label: s for label, s in rows}}
     return rows, totals
 
@@ -420,6 +415,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
                            ["**training (fit less its metric logging)**", f"{totals['training']:.3f}"],
                            ["**everything else**", f"{totals['non_training']:.3f}"]]
             note = f" (stages not found in nnexp.app: {totals['missing']})" if totals["missing"] else ""
+            note += "; MLflow {}imported by the run".format("" if totals.get("mlflow_imported") else "not ")
             parts.append(f"### Where a run's time goes: MNIST, epochs=1, warm cache, {title}{note}\n\n"
                          + markdown_table(["stage", "seconds"], table_rows, "lr"))
     if "mnist" in res:
@@ -449,7 +445,7 @@ def report(res: dict) -> tuple[str, list[dict]]:
                            f"no model)", other, other < NON_TRAINING_LIMIT, _s(other)))
     if "breakdown_model" in res:
         other = res["breakdown_model"][1]["non_training"]
-        rows.append(target(f"... the same with the model logged (reported)", other,
+        rows.append(target("... the same with the model logged (reported)", other,
                            other < NON_TRAINING_LIMIT, _s(other)))
     leaks = [k for k, v in st["mlflow_loaded_by"].items() if v]
     rows.append(target("`import mlflow` only where needed", leaks, not leaks,
