@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 
 RESULT_FILE = "nnexp_result.json"
 SWEEP_FILE = "nnexp_sweep.json"
-WARM_UP_TIMEOUT = 120  # seconds the parent waits for its workers' imports before launching
 TAG_SWEEP = "nnexp.sweep"
 TAG_SWEEP_KEY = "nnexp.sweep_key"
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -117,9 +116,13 @@ def prepare_worker() -> int:
 
 def warm_up_workers(config: DictConfig) -> threading.Thread | None:
     """Start the joblib launcher's worker processes now, in a background thread, each running
-    :func:`prepare_worker`; returns the thread to join before the jobs launch (its
-    ``worker_pids`` are the warmed processes once it is done), or None.
+    :func:`prepare_worker`; returns the thread (its ``worker_pids`` are the warmed processes
+    once it is done), or None.
 
+    Nothing waits for it: while the workers import, the parent creates the parent run and
+    Hydra composes every job's config to validate the sweep (about 0.1 s a job). The
+    launcher's own ``Parallel`` call, with the same arguments, reuses the same loky executor
+    even while the warm-up call is still running, and its jobs queue behind the warm-up tasks.
     Best effort: if it fails, each worker imports what it needs in its first job instead.
     """
     arguments = _joblib_arguments(config)
@@ -228,9 +231,6 @@ class SweepCallback(Callback):
         active_parent = parent
         write_sweep_file(config.hydra.sweep.dir, parent.run_id, experiment)
         print(f"sweep: parent run {parent.run_id} in experiment '{experiment}' ({uri})", flush=True)
-        if warming is not None:
-            # joblib reuses the warmed workers only if no other call is using them
-            warming.join(WARM_UP_TIMEOUT)
 
     @_abort_on_error
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

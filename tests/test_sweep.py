@@ -131,7 +131,8 @@ def test_the_joblib_launcher_reuses_the_warmed_up_workers():
     """The warm-up only pays if Hydra's joblib launcher runs its jobs in the very processes it
     warmed: joblib reuses workers only for identical Parallel arguments. The launcher's are
     taken here the way Hydra makes them: the plugin instantiated from the composed config,
-    then ``launch``'s own adjustments."""
+    then ``launch``'s own adjustments. Nothing waits for the warm-up: the launcher's call
+    comes while the workers are still importing, and must queue on the same workers."""
     import copy
     import os
 
@@ -145,14 +146,13 @@ def test_the_joblib_launcher_reuses_the_warmed_up_workers():
     with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
         config = compose(config_name="config", return_hydra_config=True,
                          overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
-    warming = warm_up_workers(config)
-    warming.join(120)
-    assert len(warming.worker_pids) == 2 and os.getpid() not in warming.worker_pids
-
     launcher_arguments = copy.deepcopy(instantiate(config.hydra.launcher).joblib)
     launcher_arguments["backend"] = "loky"
     process_joblib_cfg(launcher_arguments)
+    warming = warm_up_workers(config)       # its workers take about a second to import
     job_pids = set(Parallel(**launcher_arguments)(delayed(os.getpid)() for _ in range(6)))
+    warming.join(120)
+    assert len(warming.worker_pids) == 2 and os.getpid() not in warming.worker_pids
     # (quick tasks may all land on one worker; new workers would have new pids)
     assert job_pids and job_pids <= warming.worker_pids
 
