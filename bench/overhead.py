@@ -1,6 +1,6 @@
 """Start-up, per-run and sweep costs of ``python -m nnexp``: everything that is not training.
 
-    python bench/overhead.py                          # ~5 min: all sections
+    python bench/overhead.py                          # ~6 min: all sections
     python bench/overhead.py --quick                  # one repeat, no sweeps
     python bench/overhead.py --skip-sweeps --repeats 5
 
@@ -24,8 +24,10 @@ Sections:
    splits the wall time into interpreter start, Hydra, each stage, training and exit.
 4. MNIST load, cold (empty cache: parse the IDX files) and warm (memory-mapped cache).
 5. the tracking store: creating a new SQLite store (schema migrations) and opening one.
-6. a 12-job sweep (4 optimizers x 3 learning rates, 20 epochs) with the basic launcher and
-   with ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, each on a copy of a ready store.
+6. two 12-job sweeps (4 optimizers x 3 learning rates): tiny jobs (20 epochs of the default
+   data) and short jobs (one MNIST epoch), each with the basic launcher and with
+   ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--sweep-repeats`` times,
+   each on a copy of a ready store.
 
 Results: markdown tables, the targets of issue 7 with PASS/MISS, JSON under bench/results/.
 """
@@ -55,6 +57,12 @@ from _timing import (  # noqa: E402
 PY = sys.executable
 SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01,0.001", "epochs=20",
          "tracking.log_model=false"]
+# Two sizes of "short run": 20 epochs of the 569-sample default set (about 0.15 s of nnexp a
+# job: Hydra's own 0.1 s a job, serial in the parent, is a large part), and one MNIST epoch
+# (about 0.6 s a job).
+SWEEPS = {"tiny jobs: default data, 20 epochs": SWEEP,
+          "short jobs: MNIST, 1 epoch": [*SWEEP[:3], "data=mnist", "data.download=false", "epochs=1",
+                                         "tracking.log_model=false"]}
 NON_TRAINING_LIMIT = 1.5     # seconds, issue 7
 WARM_LOAD_LIMIT = 0.5        # seconds
 SWEEP_SPEEDUP = 1.6
@@ -332,19 +340,26 @@ def measure_runs(box: Sandbox, n: int) -> dict:
     return out
 
 
-def measure_breakdown(box: Sandbox, log_model: bool) -> tuple[list[list], dict]:
-    """One instrumented MNIST run (warm cache, existing store)."""
+def measure_breakdown(box: Sandbox, log_model: bool, repeats: int) -> tuple[list[list], dict]:
+    """Instrumented MNIST runs (warm cache, existing store with the experiment): the one with
+    the median non-training time, and every run's non-training time."""
     store = box.fresh_store("breakdown")
-    stages_file = box.dir / f"stages-{log_model}.json"
-    overrides = [*MNIST_RUN, f"tracking.log_model={str(log_model).lower()}",
-                 *box.hydra_dirs("breakdown")]
-    env = box.env(store, **{STAGES_ENV: str(stages_file)})
-    env[T0_ENV] = repr(time.time())    # the child's clock origin: just before it is forked
-    result = run_timed([PY, str(Path(__file__).resolve()), "--instrumented", "--", *overrides],
-                       env=env, cwd=box.dir)
-    if result.returncode != 0:
-        raise RuntimeError(f"instrumented run failed: {result.tail()}")
-    return breakdown(stages_file, result.seconds)
+    overrides = [*MNIST_RUN, f"tracking.log_model={str(log_model).lower()}", *box.hydra_dirs("breakdown")]
+    run_timed(nnexp_cmd(*overrides), env=box.env(store), cwd=box.dir)   # makes the experiment
+    measured = []
+    for attempt in range(repeats):
+        stages_file = box.dir / f"stages-{log_model}-{attempt}.json"
+        env = box.env(store, **{STAGES_ENV: str(stages_file)})
+        env[T0_ENV] = repr(time.time())    # the child's clock origin: just before it is forked
+        result = run_timed([PY, str(Path(__file__).resolve()), "--instrumented", "--", *overrides],
+                           env=env, cwd=box.dir)
+        if result.returncode != 0:
+            raise RuntimeError(f"instrumented run failed: {result.tail()}")
+        measured.append(breakdown(stages_file, result.seconds))
+    measured.sort(key=lambda m: m[1]["non_training"])
+    rows, totals = measured[len(measured) // 2]
+    totals["non_training_runs"] = [round(m[1]["non_training"], 3) for m in measured]
+    return rows, totals
 
 
 def sweep_counts(db: Path) -> dict:
@@ -356,31 +371,42 @@ def sweep_counts(db: Path) -> dict:
         return {"error": str(error)}
 
 
-def measure_sweeps(box: Sandbox, attempts: int, wait: float) -> dict:
-    """The 12-job sweep serially and on 2 joblib workers; retried while the sweep code fails
-    (it is being finished by another engineer), every ``wait`` seconds, ``attempts`` times."""
+def measure_sweeps(box: Sandbox, repeats: int) -> dict:
+    """Each sweep of :data:`SWEEPS` serially and on 2 joblib workers, alternating, ``repeats``
+    times, each on a fresh copy of the ready store (with the experiment made by a warm-up run);
+    the speed-up is of the median wall times."""
+    launchers = {"serial (basic launcher)": [],
+                 "joblib, n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
     out = {}
-    for label, extra in [("serial (basic launcher)", []),
-                         ("joblib, n_jobs=2", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])]:
-        for attempt in range(1, attempts + 1):
-            store = box.fresh_store(f"sweep-{len(out)}-{attempt}")
-            quiet = wait_until_quiet()
-            result = run_timed(nnexp_cmd(*SWEEP, *extra, "progress=false",
-                                         *box.hydra_dirs(f"sweep-{len(out)}-{attempt}")),
-                               env=box.env(store), cwd=box.dir, timeout=1800)
-            out[label] = {"seconds": result.seconds, "returncode": result.returncode,
-                          "attempt": attempt, "other_cores_before": round(quiet, 2),
-                          "other_cores": round(result.other_cores, 2),
-                          "runs": sweep_counts(box.dir / store / "mlflow.db"),
-                          "error": result.tail() if result.returncode else None}
-            if result.returncode == 0 or attempt == attempts:
-                break
-            print(f"  sweep {label} failed (attempt {attempt}): {result.tail(2)}; retrying in "
-                  f"{wait:.0f} s", file=sys.stderr)
-            time.sleep(wait)
-    serial, parallel = (out[k]["seconds"] for k in out)
-    ok = all(v["returncode"] == 0 for v in out.values())
-    out["speedup"] = serial / parallel if ok else None
+    for name, sweep in SWEEPS.items():
+        results = {label: [] for label in launchers}
+        for attempt in range(repeats):
+            for label, extra in launchers.items():
+                tag = f"sweep-{len(out)}-{attempt}-{len(results[label])}-{extra and 'joblib' or 'basic'}"
+                store = box.fresh_store(tag)
+                single = [o for o in sweep if o != "-m" and "," not in o and not o.startswith("epochs=")]
+                run_timed(nnexp_cmd(*single, "epochs=1", "progress=false", *box.hydra_dirs(tag + "-warm")),
+                          env=box.env(store), cwd=box.dir)
+                quiet = wait_until_quiet()
+                result = run_timed(nnexp_cmd(*sweep, *extra, "progress=false", *box.hydra_dirs(tag)),
+                                   env=box.env(store), cwd=box.dir, timeout=1800)
+                results[label].append({"seconds": result.seconds, "returncode": result.returncode,
+                                       "other_cores_before": round(quiet, 2),
+                                       "other_cores": round(result.other_cores, 2),
+                                       "runs": sweep_counts(box.dir / store / "mlflow.db"),
+                                       "error": result.tail() if result.returncode else None})
+        summary = {}
+        for label, runs in results.items():
+            failed = [r for r in runs if r["returncode"]]
+            summary[label] = {"seconds": median(r["seconds"] for r in runs),
+                              "runs_s": [round(r["seconds"], 2) for r in runs],
+                              "returncode": failed[0]["returncode"] if failed else 0,
+                              "runs": runs[-1]["runs"], "other_cores": median(r["other_cores"] for r in runs),
+                              "error": failed[0]["error"] if failed else None}
+        serial, parallel = (summary[label]["seconds"] for label in launchers)
+        ok = all(v["returncode"] == 0 for v in summary.values())
+        out[name] = {"command": "python -m nnexp " + " ".join(sweep), "launchers": summary,
+                     "speedup": serial / parallel if ok else None}
     return out
 
 
@@ -413,10 +439,12 @@ def report(res: dict) -> tuple[str, list[dict]]:
             table_rows = [[label, f"{s:.3f}"] for label, s in rows]
             table_rows += [["**total wall**", f"{totals['wall']:.3f}"],
                            ["**training (fit less its metric logging)**", f"{totals['training']:.3f}"],
-                           ["**everything else**", f"{totals['non_training']:.3f}"]]
+                           ["**everything else**", f"{totals['non_training']:.3f}"],
+                           ["(everything else, each run)", ", ".join(f"{x:.3f}" for x in totals["non_training_runs"])]]
             note = f" (stages not found in nnexp.app: {totals['missing']})" if totals["missing"] else ""
             note += "; MLflow {}imported by the run".format("" if totals.get("mlflow_imported") else "not ")
-            parts.append(f"### Where a run's time goes: MNIST, epochs=1, warm cache, {title}{note}\n\n"
+            parts.append(f"### Where a run's time goes: MNIST, epochs=1, warm cache, {title}{note} "
+                         f"(the run with the median of {len(totals['non_training_runs'])})\n\n"
                          + markdown_table(["stage", "seconds"], table_rows, "lr"))
     if "mnist" in res:
         rows = [[dtype, _s(v.get("cold")), _s(v.get("warm")), _s(v.get("import nnexp.data")),
@@ -424,15 +452,15 @@ def report(res: dict) -> tuple[str, list[dict]]:
         parts.append("### MNIST load (in-process, train/val/test, minmax, val_fraction=0.1)\n\n"
                      + markdown_table(["dtype", "cold", "warm", "import nnexp.data", ""], rows, "lrrrl"))
     if "sweeps" in res:
-        sw = res["sweeps"]
-        speedup = "n/a" if sw["speedup"] is None else f"{sw['speedup']:.2f}x"
-        rows = [[label, _s(v["seconds"]), v["returncode"], v["runs"], v["other_cores"],
-                 (v["error"] or "").replace("\n", " ")[:120]]
-                for label, v in sw.items() if label != "speedup"]
-        parts.append(f"### 12-job sweep (`python -m nnexp {' '.join(SWEEP)}`)\n\n"
-                     + markdown_table(["launcher", "wall", "exit", "runs by status",
-                                       "other cores", "error"], rows, "lrrlrl")
-                     + f"\n\nSpeed-up of 2 joblib workers over serial: {speedup}")
+        for name, sw in res["sweeps"].items():
+            speedup = "n/a" if sw["speedup"] is None else f"{sw['speedup']:.2f}x"
+            rows = [[label, _s(v["seconds"]), ", ".join(f"{x:.2f}" for x in v["runs_s"]), v["returncode"],
+                     v["runs"], v["other_cores"], (v["error"] or "").replace("\n", " ")[:120]]
+                    for label, v in sw["launchers"].items()]
+            parts.append(f"### 12-job sweep, {name} (`{sw['command']}`)\n\n"
+                         + markdown_table(["launcher", "median wall", "runs (s)", "exit", "runs by status",
+                                           "other cores", "error"], rows, "lrrrlrl")
+                         + f"\n\nSpeed-up of 2 joblib workers over serial: {speedup}")
 
     def target(what, value, passed, shown):
         verdicts.append({"target": what, "value": value, "passed": passed})
@@ -455,10 +483,11 @@ def report(res: dict) -> tuple[str, list[dict]]:
         rows.append(target(f"warm MNIST load < {WARM_LOAD_LIMIT} s (float64)", warm,
                            None if warm is None else warm < WARM_LOAD_LIMIT, _s(warm)))
     if "sweeps" in res:
-        sp = res["sweeps"]["speedup"]
-        rows.append(target(f"12-job sweep, 2 joblib workers >= {SWEEP_SPEEDUP}x serial", sp,
-                           None if sp is None else sp >= SWEEP_SPEEDUP,
-                           "n/a" if sp is None else f"{sp:.2f}x"))
+        for name, sw in res["sweeps"].items():
+            sp = sw["speedup"]
+            rows.append(target(f"12-job sweep ({name}), 2 joblib workers >= {SWEEP_SPEEDUP}x serial", sp,
+                               None if sp is None else sp >= SWEEP_SPEEDUP,
+                               "n/a" if sp is None else f"{sp:.2f}x"))
     parts.append("### Targets\n\n" + markdown_table(["target", "measured", "verdict"], rows, "lrl"))
     return "\n\n".join(parts), verdicts
 
@@ -477,9 +506,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data-root", default=default_data_root())
     p.add_argument("--skip-sweeps", action="store_true")
-    p.add_argument("--sweep-attempts", type=int, default=1,
-                   help="tries per sweep while the sweep code fails")
-    p.add_argument("--sweep-wait", type=float, default=300, help="seconds between tries")
+    p.add_argument("--sweep-repeats", type=int, default=3, help="runs of each sweep and launcher")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--instrumented", action="store_true", help=argparse.SUPPRESS)  # child mode
     p.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
@@ -507,11 +534,11 @@ def main(argv=None) -> None:
         print("short runs ...", file=sys.stderr)
         res["runs"] = measure_runs(box, args.repeats)
         print("instrumented runs ...", file=sys.stderr)
-        res["breakdown"] = measure_breakdown(box, log_model=False)
-        res["breakdown_model"] = measure_breakdown(box, log_model=True)
+        res["breakdown"] = measure_breakdown(box, log_model=False, repeats=args.repeats)
+        res["breakdown_model"] = measure_breakdown(box, log_model=True, repeats=args.repeats)
         if not args.skip_sweeps:
             print("sweeps ...", file=sys.stderr)
-            res["sweeps"] = measure_sweeps(box, args.sweep_attempts, args.sweep_wait)
+            res["sweeps"] = measure_sweeps(box, args.sweep_repeats)
     finally:
         if args.keep:
             print(f"kept {box.dir}", file=sys.stderr)
