@@ -181,3 +181,20 @@ def test_opening_the_store_again_leaves_cyclic_garbage_collectable(tracking_uri)
     open_store(tracking_uri, "gc")
     gc.collect()
     assert alive() is None
+
+
+def test_sweep_jobs_share_one_read_only_data_set(compose):
+    """Jobs of a sweep reuse the previous job's arrays when they ask for the same data; a single
+    run, or another data config, loads afresh; nothing can write into shared arrays."""
+    first = app.load_data(compose("optimizer=sgd"), reuse=True)
+    again = app.load_data(compose("optimizer=adam", "lr=0.1"), reuse=True)   # other optimizer, same data
+    assert again is first
+    with pytest.raises(ValueError, match="read-only"):
+        first.train[0][0, 0] = 1.0
+    other_seed = app.load_data(compose("seed=1"), reuse=True)
+    assert other_seed is not first and not np.array_equal(other_seed.train[0], first.train[0])
+    assert app.load_data(compose("seed=1", "model.output=sigmoid", "model.loss=binary_cross_entropy"),
+                         reuse=True).train[1].shape[1] == 1                   # targets follow the model
+    single = app.load_data(compose("optimizer=sgd"))
+    assert single is not first and single.train[0].flags.writeable
+    np.testing.assert_array_equal(single.train[0], first.train[0])            # the same numbers
