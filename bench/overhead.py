@@ -27,7 +27,8 @@ Sections:
 6. two 12-job sweeps (4 optimizers x 3 learning rates): tiny jobs (20 epochs of the default
    data) and short jobs (one MNIST epoch), each with the basic launcher and with
    ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--sweep-repeats`` times,
-   each on a copy of a ready store.
+   each on a copy of a ready store; and the machine's own ceiling for two parallel jobs: one
+   ``fit`` alone, then two copies at once (no Hydra, no tracking).
 
 Results: markdown tables, the targets of issue 7 with PASS/MISS, JSON under bench/results/.
 """
@@ -43,6 +44,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -410,6 +412,39 @@ def measure_sweeps(box: Sandbox, repeats: int) -> dict:
     return out
 
 
+TRAIN_ONLY = """
+import json, os, sys, time
+from nnexp.core import Adam, MLP, fit
+from nnexp.data import load
+options = {"root": sys.argv[2], "download": False} if sys.argv[1] == "mnist" else {}
+data = load(sys.argv[1], dtype="float64", seed=0, scaling="minmax", val_fraction=0.1, **options)
+net = MLP([data.n_inputs, 16, 8, data.n_outputs], dtype="float64", seed=0)
+t0 = time.perf_counter()
+fit(net, Adam(1e-3), data.train, data.val, epochs=int(sys.argv[3]), batch_size=32)
+print(json.dumps({"fit": time.perf_counter() - t0}))
+"""
+
+
+def measure_two_at_once(box: Sandbox, repeats: int) -> dict:
+    """The machine's own ceiling for 2 parallel jobs: the same ``fit`` (16-8 ReLU, Adam, batch
+    32, no Hydra, no tracking) alone, then two copies started together; the speed-up two
+    workers could give is 2 x alone / together. MNIST (a 340 MB float64 training set) and
+    the default data (569 samples: NumPy call overhead only)."""
+    out = {}
+    for name, epochs in (("mnist", 3), ("breast_cancer", 200)):
+        cmd = [PY, "-c", TRAIN_ONLY, name, box.data_root, str(epochs)]
+        env = box.env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        alone, together = [], []
+        for _ in range(repeats):
+            wait_until_quiet()
+            alone.append(json.loads(run_timed(cmd, env=env).stdout)["fit"])
+            procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+            together.append(max(json.loads(p.communicate()[0])["fit"] for p in procs))
+        a, t = median(alone), median(together)
+        out[name] = {"epochs": epochs, "alone": a, "together": t, "ceiling": 2 * a / t}
+    return out
+
+
 # --------------------------------------------------------------------------- the report
 
 def _s(seconds) -> str:
@@ -488,6 +523,12 @@ def report(res: dict) -> tuple[str, list[dict]]:
             rows.append(target(f"12-job sweep ({name}), 2 joblib workers >= {SWEEP_SPEEDUP}x serial", sp,
                                None if sp is None else sp >= SWEEP_SPEEDUP,
                                "n/a" if sp is None else f"{sp:.2f}x"))
+    if "two_at_once" in res:
+        rows = [[name, v["epochs"], _s(v["alone"]), _s(v["together"]), f"{v['ceiling']:.2f}x"]
+                for name, v in res["two_at_once"].items()]
+        parts.append("### Two trainings at once (the machine's ceiling for 2 workers)\n\n"
+                     + markdown_table(["data", "epochs", "fit alone", "each, two at once",
+                                       "2 x alone / together"], rows, "lrrrr"))
     parts.append("### Targets\n\n" + markdown_table(["target", "measured", "verdict"], rows, "lrl"))
     return "\n\n".join(parts), verdicts
 
@@ -539,6 +580,8 @@ def main(argv=None) -> None:
         if not args.skip_sweeps:
             print("sweeps ...", file=sys.stderr)
             res["sweeps"] = measure_sweeps(box, args.sweep_repeats)
+            print("two trainings at once ...", file=sys.stderr)
+            res["two_at_once"] = measure_two_at_once(box, args.repeats)
     finally:
         if args.keep:
             print(f"kept {box.dir}", file=sys.stderr)

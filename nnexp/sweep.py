@@ -202,7 +202,7 @@ class SweepCallback(Callback):
 
         last_summary = None
         _limit_blas_threads(config)  # before any worker process starts
-        warming = warm_up_workers(config)
+        warm_up_workers(config)  # not waited for: see warm_up_workers
         base = OmegaConf.to_container(config, resolve=False)
         base.pop("hydra", None)
         tracking_cfg = base.get("tracking", {})
