@@ -524,11 +524,11 @@ def report(res: dict) -> tuple[str, list[dict]]:
                                None if sp is None else sp >= SWEEP_SPEEDUP,
                                "n/a" if sp is None else f"{sp:.2f}x"))
     if "two_at_once" in res:
-        rows = [[name, v["epochs"], _s(v["alone"]), _s(v["together"]), f"{v['ceiling']:.2f}x"]
-                for name, v in res["two_at_once"].items()]
+        ceiling = [[name, v["epochs"], _s(v["alone"]), _s(v["together"]), f"{v['ceiling']:.2f}x"]
+                   for name, v in res["two_at_once"].items()]
         parts.append("### Two trainings at once (the machine's ceiling for 2 workers)\n\n"
                      + markdown_table(["data", "epochs", "fit alone", "each, two at once",
-                                       "2 x alone / together"], rows, "lrrrr"))
+                                       "2 x alone / together"], ceiling, "lrrrr"))
     parts.append("### Targets\n\n" + markdown_table(["target", "measured", "verdict"], rows, "lrl"))
     return "\n\n".join(parts), verdicts
 
