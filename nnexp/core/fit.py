@@ -15,7 +15,8 @@ NumPy calls, none per sample and none allocating a batch-sized array:
 
 (Counted with ``bench/numpy_calls.py``.) fit takes internal routes that give the same numbers
 as ``loss_and_grads`` + ``opt.step`` up to rounding (tests/core/test_fast_paths.py): plain SGD
-and Adam get scaled gradients (so after fit ``net.grads`` hold scaled values), the ReLU keeps
+and Adam get scaled gradients (so after fit ``net.grads`` hold scaled values; with Adam, the
+step's scratch), the ReLU keeps
 its mask from the forward pass, the softmax loss skips its max shift when it is safe.
 """
 

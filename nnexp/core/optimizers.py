@@ -271,6 +271,11 @@ class Adam(Optimizer):
     # the same update, without the pass that multiplies M by beta1. The state is put back in
     # the usual form (t0 = t) before s_t passes 2^10 and whenever fit hands control to user
     # code. Used only for the flat buffer, without weight decay, with beta1 >= 1/2.
+    # The gradient buffer is fit's own and is overwritten by the next backward pass, so once
+    # U has taken g it serves as the scratch: (s_t g)^2 and the step are computed in it. The
+    # update then streams 4 arrays instead of 5 (w, g, U, Q: 840 KB for workload (a), inside
+    # a 1 MB L2): 68.3-69.8k -> 72.2-73.0k samples/s for (a) Adam float32, best of 5 epochs,
+    # alternating runs. (Adam.step, on the caller's gradients, leaves them alone.)
     def reset(self) -> None:
         super().reset()
         self._t0 = 0
@@ -292,12 +297,12 @@ class Adam(Optimizer):
         eps *= s
         ratio = self.beta2 / (self.beta1 * self.beta1)
         add, multiply = np.add, np.multiply
-        for w, g, _, (U, Q), tmp, _ in self._groups:
+        for w, g, _, (U, Q), _, _ in self._groups:
             add(U, g, U)
             multiply(Q, ratio, Q)
-            multiply(g, g, tmp)
-            add(Q, tmp, Q)
-            _descend(w, U, Q, tmp, eps, step_size)
+            multiply(g, g, g)               # g is fit's scratch from here on (see above)
+            add(Q, g, Q)
+            _descend(w, U, Q, g, eps, step_size)
         if s > 1024.0:
             self._scaled_end()
 
