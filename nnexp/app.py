@@ -198,9 +198,6 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     from nnexp import build, tracking
     from nnexp.core import fit
 
-    from nnexp.plots import preload_in_background
-
-    preload_in_background()     # the learning-curve plot at the end needs matplotlib
     data = load_data(cfg, reuse=parent_run_id is not None)
     net = build.build_model(cfg, data.n_inputs, data.n_outputs)
     optimizer = build.build_optimizer(cfg)

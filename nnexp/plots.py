@@ -32,19 +32,6 @@ def preload() -> None:
     font_manager.findfont("DejaVu Sans")
 
 
-def preload_in_background():
-    """Run :func:`preload` in a daemon thread and return it (nothing needs to join it: a plot
-    made meanwhile waits on Python's import locks). A run starts it before loading its data,
-    so that matplotlib is imported while NumPy, which lets go of the interpreter lock in its
-    loops, converts and splits the data: about 0.1 s off a short run (measured on MNIST and
-    on the default data, alternating runs)."""
-    import threading
-
-    thread = threading.Thread(target=preload, name="nnexp-preload-plots", daemon=True)
-    thread.start()
-    return thread
-
-
 def _figure(n_panels: int, width: float = 5.0, height: float = 3.6):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
