@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +182,8 @@ def test_the_model_folder_matches_what_mlflow_writes(tmp_path):
     theirs = tmp_path / "theirs" / "model"
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), (-1, 5))]),
                                outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 3))]))
-    with pytest.warns(UserWarning):   # MLflow's advice on type hints and input examples
+    with warnings.catch_warnings():   # MLflow's advice on type hints and input examples
+        warnings.simplefilter("ignore", UserWarning)
         mlflow.pyfunc.save_model(path=str(theirs), python_model=str(MODEL_CODE),
                                  artifacts={"weights": str(weights)}, signature=signature,
                                  pip_requirements=[f"nnexp=={nnexp.__version__}", f"numpy=={np.__version__}"])
