@@ -226,3 +226,14 @@ def test_a_run_on_an_existing_store_never_imports_mlflow(tmp_path, migrated_db):
     mlflow.set_tracking_uri(client.tracking_uri)
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert model.predict(np.zeros((2, 30))).shape == (2, 2)
+
+
+@pytest.mark.parametrize("client", ["auto", "mlflow"])
+def test_a_deleted_experiment_is_refused_in_one_line(client, tracking_uri, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("NNEXP_TRACKING_CLIENT", client)
+    store = tracking.open_store(tracking_uri, "binned")
+    MlflowClient(tracking_uri).delete_experiment(store.experiment_id)
+    with pytest.raises(TrackingError, match=r"experiment 'binned' is deleted in .*restore it in the MLflow UI"):
+        tracking.open_store(tracking_uri, "binned")
