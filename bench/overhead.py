@@ -413,7 +413,7 @@ def measure_sweeps(box: Sandbox, repeats: int) -> dict:
 
 
 TRAIN_ONLY = """
-import json, os, sys, time
+import json, sys, time
 from nnexp.core import Adam, MLP, fit
 from nnexp.data import load
 options = {"root": sys.argv[2], "download": False} if sys.argv[1] == "mnist" else {}

@@ -119,10 +119,11 @@ def load_data(cfg: Mapping[str, Any], dtype: str | None = None, *, reuse: bool =
 
     options = {k: v for k, v in cfg["data"].items() if k != "name"}
     name, dtype = cfg["data"]["name"], dtype or cfg["dtype"]
-    # the targets depend on the model's output too (binary_targets)
-    key = json.dumps([name, dtype, cfg["seed"], cfg["model"]["output"], options], sort_keys=True, default=str)
-    if reuse and key in _sweep_data:
-        return _sweep_data[key]
+    if reuse:   # the targets depend on the model's output too (binary_targets)
+        key = json.dumps([name, dtype, cfg["seed"], cfg["model"]["output"], options], sort_keys=True,
+                         default=str)
+        if key in _sweep_data:
+            return _sweep_data[key]
     data = load(name, dtype=dtype, targets="one_hot", seed=cfg["seed"], **options)
     if binary_targets(cfg, data.n_classes):
         # two-class sets are small and embedded: loading again costs milliseconds

@@ -10,20 +10,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from nnexp.tracking.mlflow_backend import MlflowBackend
+from nnexp.tracking.mlflow_backend import MlflowBackend, record
 
 
 def find_parent(client, experiment_ids: list[str], run_id: str | None):
     """The sweep's parent run (a :class:`~nnexp.tracking.records.RunRecord`): ``run_id``, or
     the latest parent run in these experiments."""
     from nnexp.sweep import TAG_SWEEP
-    from nnexp.tracking.records import RunRecord
 
     if run_id:
-        run = client.get_run(run_id)
-        return RunRecord(run.info.run_id, run.info.run_name or "", run.info.status, run.info.start_time or 0,
-                         run.info.experiment_id, dict(run.data.tags), dict(run.data.params),
-                         dict(run.data.metrics))
+        return record(client.get_run(run_id))
     runs = MlflowBackend(client).find_runs(experiment_ids, tags={TAG_SWEEP: "parent"}, limit=1)
     return runs[0] if runs else None
 

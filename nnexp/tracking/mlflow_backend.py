@@ -28,6 +28,12 @@ def _filter(tags: Mapping[str, str], status: str | None) -> str:
     return " and ".join(clauses)
 
 
+def record(run) -> RunRecord:
+    """An ``mlflow.entities.Run`` as a :class:`RunRecord`."""
+    return RunRecord(run.info.run_id, run.info.run_name or "", run.info.status, run.info.start_time or 0,
+                     run.info.experiment_id, dict(run.data.tags), dict(run.data.params), dict(run.data.metrics))
+
+
 class MlflowBackend:
     """Wraps an ``mlflow.tracking.MlflowClient``."""
 
@@ -68,9 +74,7 @@ class MlflowBackend:
             page = self.client.search_runs(list(experiment_ids), filter_string=_filter(tags or {}, status),
                                            order_by=["attributes.start_time DESC"], max_results=page_size,
                                            page_token=token)
-            records += [RunRecord(run.info.run_id, run.info.run_name or "", run.info.status,
-                                  run.info.start_time or 0, run.info.experiment_id, dict(run.data.tags),
-                                  dict(run.data.params), dict(run.data.metrics)) for run in page]
+            records += [record(run) for run in page]
             token = page.token
             if not token or (limit is not None and len(records) >= limit):
                 break
@@ -79,6 +83,3 @@ class MlflowBackend:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         points = self.client.get_metric_history(run_id, key)
         return [(m.step, m.value) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
-
-    def close(self) -> None:
-        pass

@@ -28,6 +28,11 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_STOP_REASON = "nnexp.stop_reason"
 
 
+def _as_strings(values: Mapping[str, Any]) -> dict[str, str]:
+    """Param or tag values as the strings MLflow stores, cut to its length limit."""
+    return {key: str(value)[:MAX_PARAM_LENGTH] for key, value in values.items()}
+
+
 @contextlib.contextmanager
 def interrupts_held():
     """Ignore SIGINT and SIGTERM while a run's record is being closed (main thread only).
@@ -85,13 +90,11 @@ class TrackedRun:
 
     # -- logging ------------------------------------------------------------------------------
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self.backend.log_batch(self.run_id, params={key: str(value)[:MAX_PARAM_LENGTH]
-                                                    for key, value in params.items()})
+        self.backend.log_batch(self.run_id, params=_as_strings(params))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if tags:
-            self.backend.log_batch(self.run_id, tags={key: str(value)[:MAX_PARAM_LENGTH]
-                                                      for key, value in tags.items()})
+            self.backend.log_batch(self.run_id, tags=_as_strings(tags))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Queue metrics at ``step``; written at the next flush."""
@@ -144,7 +147,7 @@ class TrackedRun:
                 if status == "FINISHED":
                     status = "FAILED"
             if error:
-                self.backend.log_batch(self.run_id, tags={TAG_ERROR: " ".join(error.split())[:MAX_PARAM_LENGTH]})
+                self.backend.log_batch(self.run_id, tags=_as_strings({TAG_ERROR: " ".join(error.split())}))
             self.backend.set_status(self.run_id, status)
             self.ended = True
         if flush_error is not None:

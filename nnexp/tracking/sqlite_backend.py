@@ -60,10 +60,10 @@ WRITTEN_TABLES = {
     "params": {"key", "value", "run_uuid"},
     "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
     "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
+    # looked up, and created as MLflow creates them (in its default workspace)
+    "experiments": {"experiment_id", "name", "artifact_location", "lifecycle_stage",
+                    "creation_time", "last_update_time", "workspace"},
 }
-# Experiments are looked up, and created like MLflow creates them (in its default workspace).
-WRITTEN_TABLES["experiments"] = {"experiment_id", "name", "artifact_location", "lifecycle_stage",
-                                 "creation_time", "last_update_time", "workspace"}
 DEFAULT_WORKSPACE = "default"
 
 

@@ -260,34 +260,41 @@ def open_store(uri: str, experiment_name: str) -> Store:
     return store
 
 
+def _deleted(experiment_name: str, uri: str) -> TrackingError:
+    return TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
+                         f"in the MLflow UI or choose another with tracking.experiment=...")
+
+
 def _open_direct(db: Path, uri: str, experiment_name: str) -> Store | None:
     """The store written through :class:`SqliteBackend` (the experiment created if missing, under
     :func:`_creation_lock`), or None when the experiment's artifacts are not kept in a local
     folder (MLflow's artifact repositories handle the others)."""
     backend = SqliteBackend(db)
+    store = None
     try:
-        found = backend.get_experiment(experiment_name)
-        if found is None:
-            location = artifact_root(uri, experiment_name)
-            _check_artifact_folder(location)
-            with contextlib.closing(_creation_lock(db)):
-                found = backend.get_experiment(experiment_name)   # made meanwhile by another process?
-                if found is None:
-                    found = (backend.create_experiment(experiment_name, location), location, "active")
+        store = _direct_experiment(backend, db, uri, experiment_name)
     except sqlite3.Error as error:
-        backend.close()
         raise TrackingError(f"cannot open the MLflow store {uri}: {error}") from None
-    except BaseException:
-        backend.close()
-        raise
-    if sqlite_backend.local_path(found[1] or "") is None:
-        backend.close()
-        return None
+    finally:
+        if store is None:
+            backend.close()
+    return store
+
+
+def _direct_experiment(backend: SqliteBackend, db: Path, uri: str, experiment_name: str) -> Store | None:
+    found = backend.get_experiment(experiment_name)
+    if found is None:
+        location = artifact_root(uri, experiment_name)
+        _check_artifact_folder(location)
+        with contextlib.closing(_creation_lock(db)):
+            found = backend.get_experiment(experiment_name)   # made meanwhile by another process?
+            if found is None:
+                found = (backend.create_experiment(experiment_name, location), location, "active")
     experiment_id, location, stage = found
+    if sqlite_backend.local_path(location or "") is None:
+        return None
     if stage == "deleted":
-        backend.close()
-        raise TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
-                            f"in the MLflow UI or choose another with tracking.experiment=...")
+        raise _deleted(experiment_name, uri)
     _check_artifact_folder(location)
     return Store(backend, uri, experiment_id, experiment_name)
 
@@ -322,8 +329,7 @@ def _open_store(uri: str, experiment_name: str) -> Store:
                 experiment_id = experiment.experiment_id
         else:
             if experiment.lifecycle_stage == "deleted":
-                raise TrackingError(f"experiment {experiment_name!r} is deleted in {uri}; restore it "
-                                    f"in the MLflow UI or choose another with tracking.experiment=...")
+                raise _deleted(experiment_name, uri)
             experiment_id = experiment.experiment_id
             _check_artifact_folder(experiment.artifact_location)
     except MlflowException as error:
