@@ -223,8 +223,11 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         mlflow_run.log_params(flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()})
         from nnexp.progress import ProgressBar
 
+        diagnostics = None   # the per-layer statistics join once fit has its on_step hook
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
             def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+                if diagnostics is not None:   # the layer statistics go in the same write
+                    metrics = diagnostics.add(epoch, metrics)
                 mlflow_run.log_epoch(epoch, metrics)
                 bar.epoch_done(epoch, metrics)
 
@@ -239,7 +242,10 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
-        _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
+        class_metrics = _log_artifacts(mlflow_run, cfg, net, data, history, diagnostics,
+                                       log_model=cfg["tracking"]["log_model"])
+        mlflow_run.log_metrics(class_metrics)
+        metrics |= class_metrics
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
@@ -271,8 +277,10 @@ def final_metrics(net, data, history) -> dict[str, float]:
             "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
 
 
-def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> None:
-    """config.yaml, learning_curves.png, weights.npz and (optionally) the pyfunc model."""
+def _log_artifacts(mlflow_run, cfg, net, data, history, diagnostics, *, log_model: bool) -> dict:
+    """config.yaml, learning_curves.png, weights.npz, (optionally) the pyfunc model and, with
+    diagnostics on, dynamics.png and confusion_matrix.png; returns the test_acc/<class> metrics
+    (diagnostics on) for the caller to log."""
     import yaml
 
     from nnexp.plots import learning_curves
@@ -286,6 +294,12 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> N
         except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
             print(f"nnexp: warning: learning_curves.png not drawn ({type(error).__name__}: {error}); "
                   f"the run's metrics and weights are kept", file=sys.stderr, flush=True)
+        class_metrics = {}
+        if cfg["diagnostics"]["enabled"]:
+            from nnexp.report.run_report import draw_dynamics, class_report
+
+            draw_dynamics(diagnostics, folder, title=run_name(cfg))
+            class_metrics = class_report(net, data, folder, title="")
         weights = folder / "weights.npz"
         net.save_npz(weights)
         mlflow_run.log_artifacts(folder)
@@ -295,6 +309,7 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> N
             model_dir = save_pyfunc(weights, folder / "pyfunc", data.n_inputs, data.n_outputs,
                                     cfg["dtype"])
             mlflow_run.log_artifacts(model_dir, "model")
+    return class_metrics
 
 
 def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),

@@ -47,6 +47,7 @@ def param_for(key: str, params: Mapping[str, str]) -> str:
 def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:
     """One row per nested run of ``parent_run_id``: name, id, outcome, swept values and scores
     (``backend``: a tracking backend, see :mod:`nnexp.tracking.records`)."""
+    from nnexp.report.sweep_report import worst_class
     from nnexp.tracking.run import TAG_PARENT
 
     runs = backend.find_runs([experiment_id], tags={TAG_PARENT: parent_run_id})
@@ -60,6 +61,7 @@ def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[
             row[key] = params.get(param_for(key, params))
         for column in SCORE_COLUMNS:
             row[column] = metrics.get(column, math.nan)
+        row.update(worst_class(metrics))
         row["error"] = tags.get("nnexp.error", "")
         rows.append(row)
     return rows
@@ -122,8 +124,10 @@ def format_counts(summary: Mapping[str, Any]) -> str:
 
 
 def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str], folder: Path) -> list[Path]:
-    """learning_curves.png (every child's validation curves overlaid) and score_vs_<key>.png."""
+    """learning_curves.png (every child's validation curves overlaid), score_vs_<key>.png and
+    gradient_flow.png/.csv (children that logged per-layer gradient norms)."""
     from nnexp.plots import overlay_curves, score_against
+    from nnexp.report.sweep_report import gradient_flow
 
     histories = {}
     for row in rows:
@@ -137,6 +141,7 @@ def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str]
         others = [k for k in swept if k != key]
         paths.append(score_against(rows, key, others[0] if others else None,
                                    folder / f"score_vs_{key.lstrip('+~').replace('/', '_')}.png"))
+    paths += gradient_flow(backend, rows, swept, folder)
     return paths
 
 
