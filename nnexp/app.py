@@ -66,15 +66,9 @@ def run_name(cfg: Mapping[str, Any]) -> str:
 
 def _git_commit() -> str | None:
     """The commit of the nnexp source tree, when it is a git checkout (not in a wheel)."""
-    source = Path(nnexp.__file__).resolve().parent.parent
-    if not (source / ".git").exists():
-        return None
-    try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+    from nnexp.tracking.tags import git_commit
+
+    return git_commit()
 
 
 def _blas_threads() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import default_db, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def client_for(cwd):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{default_db(cwd)}")
 
 
 def only_run(cwd):
@@ -44,7 +44,7 @@ def test_run_as_written_records_everything_and_the_model_predicts(workdir, monke
     assert run.info.run_name == "adam-lr0.001-16x8"
     assert client.get_experiment(run.info.experiment_id).name == "breast_cancer"
     assert run.data.tags["nnexp.overrides"] == "optimizer=adam lr=0.001 epochs=8"
-    assert (workdir / "mlruns" / "artifacts").is_dir()
+    assert (workdir / "mlruns" / "breast_cancer").is_dir()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "learning_curves.png", "weights.npz", "model"} <= artifacts
 
@@ -53,7 +53,7 @@ def test_run_as_written_records_everything_and_the_model_predicts(workdir, monke
 
     from nnexp.core import MLP
 
-    env_uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    env_uri = f"sqlite:///{default_db(workdir)}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)
     weights = client.download_artifacts(run.info.run_id, "weights.npz", str(workdir))
     net = MLP.load_npz(weights)
@@ -101,7 +101,7 @@ def test_bad_input_is_one_line_and_creates_no_run(workdir, args, message):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("nnexp: error:") and message in lines[0]
     assert "Traceback" not in result.stderr
-    db = workdir / "mlruns" / "mlflow.db"
+    db = default_db(workdir)
     if db.exists():
         client = client_for(workdir)
         assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

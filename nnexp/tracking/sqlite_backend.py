@@ -42,12 +42,13 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
+from nnexp.tracking import tags as tag_names
 from nnexp.tracking.records import MetricPoint, RunRecord, now_ms
 
 BUSY_TIMEOUT_MS = 20_000   # MLflow's own setting for SQLite (mlflow/store/db/utils.py)
 MAX_FLOAT = 1.7976931348623157e308
-TAG_RUN_NAME = "mlflow.runName"
-TAG_USER = "mlflow.user"
+TAG_RUN_NAME = tag_names.RUN_NAME
+TAG_USER = tag_names.USER
 
 # The columns of the tables written, as MLflow 3.17 defines them (migration head
 # dc11669786a5). Exact sets: a column added or removed means the schema moved on, and
@@ -60,6 +61,7 @@ WRITTEN_TABLES = {
     "params": {"key", "value", "run_uuid"},
     "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
     "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
+    "experiment_tags": {"key", "value", "experiment_id"},
     # looked up, and created as MLflow creates them (in its default workspace)
     "experiments": {"experiment_id", "name", "artifact_location", "lifecycle_stage",
                     "creation_time", "last_update_time", "workspace"},
@@ -161,8 +163,10 @@ class SqliteBackend:
                           "where name = ? and workspace = ?", (name, DEFAULT_WORKSPACE))
         return (str(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
 
-    def create_experiment(self, name: str, artifact_location: str) -> str:
-        """A new active experiment; returns its id. Raises :class:`TrackingError` if it exists."""
+    def create_experiment(self, name: str, artifact_location: str,
+                          tags: Mapping[str, str] | None = None) -> str:
+        """A new active experiment (with ``tags``); returns its id. Raises :class:`TrackingError`
+        if it exists."""
         now = now_ms()
         try:
             with self._write() as connection:
@@ -170,7 +174,10 @@ class SqliteBackend:
                     "insert into experiments (name, artifact_location, lifecycle_stage, creation_time, "
                     "last_update_time, workspace) values (?, ?, 'active', ?, ?, ?)",
                     (name, artifact_location, now, now, DEFAULT_WORKSPACE))
-                return str(cursor.lastrowid)
+                experiment_id = cursor.lastrowid
+                connection.executemany("insert into experiment_tags (key, value, experiment_id) values (?, ?, ?)",
+                                       [(key, str(value), experiment_id) for key, value in (tags or {}).items()])
+                return str(experiment_id)
         except sqlite3.IntegrityError:
             raise TrackingError(f"experiment {name!r} already exists in {self.db}") from None
 
