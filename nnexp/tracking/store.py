@@ -91,7 +91,8 @@ def resolve_uri(configured: str | None = None) -> str:
         # a plain folder: MLflow's old file store, refused by MLflow 3 unless explicitly allowed
         raise TrackingError(f"{source}={uri!r} is a folder, not a tracking URI; use "
                             f"sqlite:///{Path(uri).resolve() / 'mlflow.db'} or unset it")
-    if scheme not in KNOWN_SCHEMES:
+    # SQLAlchemy's "+driver" suffix (postgresql+psycopg2://, mysql+pymysql://) picks a driver
+    if scheme.split("+", 1)[0] not in KNOWN_SCHEMES:
         raise TrackingError(f"{source}={uri!r} is not a tracking URI MLflow can use "
                             f"(expected e.g. sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000)")
     if scheme == "sqlite" and (not uri.startswith("sqlite:///") or not uri.removeprefix("sqlite:///").strip()):
