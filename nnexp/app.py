@@ -199,6 +199,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     early_stopping = build.build_early_stopping(cfg)
     store = open_experiment(cfg, experiment)
     key = config_hash(cfg)
+    params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
+    for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
+        tracking.check_key("param", name)
     if cfg["tracking"]["resume"]:
         earlier = find_finished_run(store, key)
         if earlier is not None:
@@ -214,7 +217,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     mlflow_run = tracking.TrackedRun.start(store, run_name(cfg), tags=tags, parent_run_id=parent_run_id)
     old_handler = _install_sigterm_handler()
     try:
-        mlflow_run.log_params(flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()})
+        mlflow_run.log_params(params)
         from nnexp.progress import ProgressBar
 
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
