@@ -1,8 +1,10 @@
 """Where runs are kept: resolving the tracking URI, opening the store, getting the experiment.
 
-The default store is ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under
-``<cwd>/mlruns/artifacts/``, so everything a run writes lives in one git-ignored folder.
-``MLFLOW_TRACKING_URI`` or ``tracking.uri`` in the config choose another store.
+The default store is MLflow's own default, ``sqlite:///<cwd>/mlflow.db`` with artifacts under
+``<cwd>/mlruns/``, so plain ``mlflow ui``, ``mlflow models predict -m runs:/...`` and
+``mlflow.pyfunc.load_model("runs:/...")`` find nnexp's runs from the folder they were made in.
+A store made by an earlier nnexp at ``<cwd>/mlruns/mlflow.db`` is still used (with a note) while
+no ``mlflow.db`` exists. ``MLFLOW_TRACKING_URI`` or ``tracking.uri`` choose another store.
 
 Why the care: a new SQLite database is created by running schema migrations, and several
 processes doing that at once break it; an experiment created by two jobs at once makes one of
@@ -27,13 +29,14 @@ import gc
 import os
 import socket
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
-from nnexp.tracking import sqlite_backend
+from nnexp.tracking import sqlite_backend, tags
 from nnexp.tracking.mlflow_backend import MlflowBackend
 from nnexp.tracking.sqlite_backend import SqliteBackend
 
@@ -41,18 +44,34 @@ from nnexp.tracking.sqlite_backend import SqliteBackend
 KNOWN_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
                  "databricks", "databricks-uc"}
 
-# Tags nnexp puts on every run (MLflow's own tags start with "mlflow.").
-TAG_PID = "nnexp.pid"
-TAG_HOST = "nnexp.host"
-TAG_ERROR = "nnexp.error"
+# Tags nnexp puts on every run (names kept here for the modules that import them from here).
+TAG_PID, TAG_HOST, TAG_ERROR = tags.PID, tags.HOST, tags.ERROR
+
+# MLflow 3's UI shows an experiment of this kind as model training (runs), not GenAI traces.
+EXPERIMENT_TAGS = {tags.EXPERIMENT_KIND: tags.EXPERIMENT_KIND_TRAINING}
 
 CLIENT_VARIABLE = "NNEXP_TRACKING_CLIENT"   # "auto" (the default) or "mlflow"
 CLIENT_CHOICES = ("auto", "mlflow")
 
 
+DEFAULT_DB = "mlflow.db"                        # MLflow's default (mlflow/store/tracking/__init__.py)
+LEGACY_DB = Path("mlruns") / "mlflow.db"       # where nnexp before 0.2 kept its store
+_legacy_noted = False
+
+
 def default_uri() -> str:
-    """``sqlite:///`` + the absolute path of ``mlruns/mlflow.db`` under the working directory."""
-    return f"sqlite:///{Path('mlruns').resolve() / 'mlflow.db'}"
+    """``sqlite:///<cwd>/mlflow.db`` (MLflow's own default), or an earlier nnexp's
+    ``<cwd>/mlruns/mlflow.db`` while that exists and ``mlflow.db`` does not (said once, on stderr)."""
+    global _legacy_noted
+    new, legacy = Path(DEFAULT_DB).resolve(), LEGACY_DB.resolve()
+    if not new.exists() and legacy.is_file():
+        if not _legacy_noted:
+            _legacy_noted = True
+            print(f"nnexp: note: using the store of an earlier nnexp, {legacy} (MLflow's own default is "
+                  f"./mlflow.db; for plain `mlflow ui` set MLFLOW_TRACKING_URI=sqlite:///{legacy})",
+                  file=sys.stderr, flush=True)
+        return f"sqlite:///{legacy}"
+    return f"sqlite:///{new}"
 
 
 def resolve_uri(configured: str | None = None) -> str:
@@ -72,7 +91,8 @@ def resolve_uri(configured: str | None = None) -> str:
         # a plain folder: MLflow's old file store, refused by MLflow 3 unless explicitly allowed
         raise TrackingError(f"{source}={uri!r} is a folder, not a tracking URI; use "
                             f"sqlite:///{Path(uri).resolve() / 'mlflow.db'} or unset it")
-    if scheme not in KNOWN_SCHEMES:
+    # SQLAlchemy's "+driver" suffix (postgresql+psycopg2://, mysql+pymysql://) picks a driver
+    if scheme.split("+", 1)[0] not in KNOWN_SCHEMES:
         raise TrackingError(f"{source}={uri!r} is not a tracking URI MLflow can use "
                             f"(expected e.g. sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000)")
     if scheme == "sqlite" and (not uri.startswith("sqlite:///") or not uri.removeprefix("sqlite:///").strip()):
@@ -173,12 +193,15 @@ class Store:
 
 
 def artifact_root(uri: str, experiment_name: str) -> str | None:
-    """Artifacts of a SQLite store go beside the database: ``<db folder>/artifacts/<name>``."""
+    """Artifacts of a SQLite store go beside the database, in ``<db folder>/mlruns/<name>`` as
+    MLflow keeps them in ``./mlruns`` (an earlier nnexp's ``mlruns/mlflow.db``: ``mlruns/artifacts``)."""
     db = sqlite_path(uri)
     if db is None:
         return None  # the server or database decides
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
-    return (db.resolve().parent / "artifacts" / safe).as_uri()
+    folder = db.resolve().parent
+    folder = folder / "artifacts" if folder.name == "mlruns" else folder / "mlruns"
+    return (folder / safe).as_uri()
 
 
 def import_mlflow_client():
@@ -289,7 +312,7 @@ def _direct_experiment(backend: SqliteBackend, db: Path, uri: str, experiment_na
         with contextlib.closing(_creation_lock(db)):
             found = backend.get_experiment(experiment_name)   # made meanwhile by another process?
             if found is None:
-                found = (backend.create_experiment(experiment_name, location), location, "active")
+                found = (backend.create_experiment(experiment_name, location, EXPERIMENT_TAGS), location, "active")
     experiment_id, location, stage = found
     if sqlite_backend.local_path(location or "") is None:
         return None
@@ -320,7 +343,8 @@ def _open_store(uri: str, experiment_name: str) -> Store:
             location = artifact_root(uri, experiment_name)
             _check_artifact_folder(location)
             try:
-                experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+                experiment_id = client.create_experiment(experiment_name, artifact_location=location,
+                                                         tags=EXPERIMENT_TAGS)
             except MlflowException:
                 # another process created it between our look-up and our create
                 experiment = client.get_experiment_by_name(experiment_name)
