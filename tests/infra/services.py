@@ -170,3 +170,59 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+
+
+class RayCluster:
+    """A Ray head with no CPUs and one worker node, each started in its own working folder.
+
+    Token authentication (Ray 2.60's ``RAY_AUTH_MODE=token``) with a token file of this cluster
+    only, so nothing is read from or written to ``~/.ray``. ``ray start --block`` keeps each
+    node's processes under the PID the test stops.
+    """
+
+    def __init__(self, folder: Path, worker_cpus: int = 2, worker_env: dict | None = None):
+        if shutil.which("ray") is None and not (Path(sys.executable).parent / "ray").exists():
+            raise Missing("Ray not installed (pip install -e '.[ray]')")
+        # a short path: Ray's Unix sockets live under the temp folder (108-byte limit)
+        self.temp = Path(tempfile.mkdtemp(prefix="nnexp-ray-", dir="/tmp"))
+        self.folder, self.worker_cpus, self.worker_env = folder, worker_cpus, worker_env or {}
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        token = self.temp / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        self.nodes: list[subprocess.Popen] = []
+
+    def _ray(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+        cwd = self.folder / name
+        cwd.mkdir(parents=True, exist_ok=True)
+        ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+        with open(self.folder / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen([ray, "start", "--block", "--disable-usage-stats", *args], cwd=cwd,
+                                    env={**env, **self.auth_env}, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.nodes.append(proc)
+        return proc
+
+    def start(self) -> "RayCluster":
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+        head = self._ray("head", ["--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                                  "--num-cpus=0", "--include-dashboard=false",
+                                  f"--temp-dir={self.temp}"], base)
+        wait_until(lambda: port_open(self.port), 90, "Ray head", head, self.folder / "head.log")
+        self._ray("worker", [f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                             f"--num-cpus={self.worker_cpus}"], {**base, **self.worker_env})
+        wait_until(self._worker_joined, 90, "Ray worker node", self.nodes[-1], self.folder / "worker.log")
+        return self
+
+    def _worker_joined(self) -> bool:
+        probe = ("import ray; ray.init(address=%r, logging_level='ERROR'); "
+                 "print(int(ray.cluster_resources().get('CPU', 0)))" % self.address)
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                env={**os.environ, **self.auth_env}, timeout=60)
+        return result.stdout.strip().endswith(str(self.worker_cpus))
+
+    def stop(self) -> None:
+        for proc in reversed(self.nodes):
+            stop(proc, grace=20)
+        shutil.rmtree(self.temp, ignore_errors=True)
