@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +47,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     experiment: str = ""
     tracking_uri: str = ""
+    predict_command: str = ""   # `mlflow models predict` on the run's LoggedModel, if one was logged
 
     @property
     def objective(self) -> float:
@@ -199,6 +199,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     early_stopping = build.build_early_stopping(cfg)
     store = open_experiment(cfg, experiment)
     key = config_hash(cfg)
+    params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
+    for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
+        tracking.check_key("param", name)
     if cfg["tracking"]["resume"]:
         earlier = find_finished_run(store, key)
         if earlier is not None:
@@ -214,7 +217,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     mlflow_run = tracking.TrackedRun.start(store, run_name(cfg), tags=tags, parent_run_id=parent_run_id)
     old_handler = _install_sigterm_handler()
     try:
-        mlflow_run.log_params(flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()})
+        mlflow_run.log_params(params)
         from nnexp.progress import ProgressBar
 
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
@@ -233,13 +236,14 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
-        _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
+        model = _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
                                      f"(try a smaller lr)" if diverged else None)
+        predict = model.predict_command(store.uri, tracking.default_uri()) if model else ""
         return RunResult(mlflow_run.run_id, status, history.stop_reason, metrics,
-                         store.experiment_name, store.uri)
+                         store.experiment_name, store.uri, predict)
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
         with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
@@ -265,8 +269,9 @@ def final_metrics(net, data, history) -> dict[str, float]:
             "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
 
 
-def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> None:
-    """config.yaml, learning_curves.png, weights.npz and (optionally) the pyfunc model."""
+def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
+    """config.yaml, learning_curves.png, weights.npz and (optionally) the LoggedModel, which
+    takes raw features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
     import yaml
 
     from nnexp.plots import learning_curves
@@ -283,12 +288,13 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool) -> N
         weights = folder / "weights.npz"
         net.save_npz(weights)
         mlflow_run.log_artifacts(folder)
-        if log_model:
-            from nnexp.tracking.model import save_pyfunc
+        if not log_model:
+            return None
+        from nnexp.tracking.model import log_model as log_logged_model
 
-            model_dir = save_pyfunc(weights, folder / "pyfunc", data.n_inputs, data.n_outputs,
-                                    cfg["dtype"])
-            mlflow_run.log_artifacts(model_dir, "model")
+        mlflow_run.flush()   # the model records the run's metrics at log time
+        return log_logged_model(mlflow_run.store.uri, mlflow_run.run_id, weights, data.scaler,
+                                data.raw_example)
 
 
 def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),

@@ -90,4 +90,6 @@ def summary_line(result, multirun: bool = False) -> str:
                   f"best_epoch={int(m['best_epoch'])}/{int(m['epochs_run'])} ({result.stop_reason})")
     where = f"run {result.run_id} [{result.status}] in experiment '{result.experiment}'"
     hint = "" if multirun else " · compare runs: python -m nnexp.ui"
-    return f"{scores} · {where}{hint}"
+    predict = getattr(result, "predict_command", "")
+    model = f"\npredict with its model: {predict}" if predict and not multirun else ""
+    return f"{scores} · {where}{hint}{model}"

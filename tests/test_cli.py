@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import default_db, run_cli
@@ -46,31 +44,10 @@ def test_run_as_written_records_everything_and_the_model_predicts(workdir, monke
     assert run.data.tags["nnexp.overrides"] == "optimizer=adam lr=0.001 epochs=8"
     assert (workdir / "mlruns" / "breast_cancer").is_dir()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "learning_curves.png", "weights.npz", "model"} <= artifacts
+    assert {"config.yaml", "learning_curves.png", "weights.npz"} <= artifacts
 
-    # the pyfunc model returns the probabilities of the network rebuilt from weights.npz
-    import mlflow.pyfunc
-
-    from nnexp.core import MLP
-
-    env_uri = f"sqlite:///{default_db(workdir)}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)
-    weights = client.download_artifacts(run.info.run_id, "weights.npz", str(workdir))
-    net = MLP.load_npz(weights)
-    X = np.random.default_rng(0).normal(size=(7, 30))
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    np.testing.assert_allclose(np.asarray(model.predict(X)), net.predict_proba(X), rtol=1e-12)
-
-    # and so does `mlflow models predict` offline, on the same input
-    (workdir / "input.json").write_text(json.dumps({"inputs": X.tolist()}))
-    predicted = subprocess.run(
-        [sys.executable, "-m", "mlflow", "models", "predict", "-m", f"runs:/{run.info.run_id}/model",
-         "-i", str(workdir / "input.json"), "-t", "json", "--env-manager", "local"],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
-        env=os.environ.copy())
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    payload = json.loads(predicted.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(np.asarray(payload["predictions"]), net.predict_proba(X), rtol=1e-9)
+    # the LoggedModel (raw inputs, `mlflow models predict`): tests/tracking/test_logged_model.py
+    assert "predict with its model: mlflow models predict -m runs:/" in result.stdout
 
 
 def test_help_lists_groups_and_options(workdir):

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import posixpath
+import re
 import shutil
 import sqlite3
 import threading
@@ -68,18 +71,59 @@ WRITTEN_TABLES = {
 }
 DEFAULT_WORKSPACE = "default"
 
+# The alembic revisions (MLflow's schema versions) whose run tables this module was checked
+# against, with the MLflow releases that migrate to them. A database at any other revision --
+# newer or older MLflow, or a revision no MLflow knows -- is written by MLflow's client.
+# tests/tracking/test_writer_guard.py fails when the installed MLflow's head is not listed.
+KNOWN_REVISIONS = {
+    "dc11669786a5": "mlflow 3.17.x",
+    "f4a9b2c7d1e6": "mlflow 3.18.0",
+}
+# MLflow features this writer does not implement: when on, MLflow's client writes.
+WORKSPACE_VARIABLES = ("MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE")
+
+# MLflow's rules for names and lengths (mlflow/utils/validation.py), applied to every write.
+_VALID_NAME = re.compile(r"^[/\w.\- :]*$")
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+
+
+def check_key(kind: str, key: str) -> None:
+    """Raise :class:`TrackingError` for a param, metric or tag name MLflow refuses: characters
+    other than alphanumerics, ``_ - . : /`` and spaces, a name that is not a normalised relative
+    path (``a/../b``, ``/a``), or more than 250 characters."""
+    norm = posixpath.normpath(key)
+    if not _VALID_NAME.match(key):
+        raise TrackingError(f"invalid {kind} name {key!r} (MLflow's rule): names may only contain "
+                            f"alphanumerics, underscores, dashes, periods, spaces, colons and slashes")
+    if norm != key or norm == "." or norm.startswith(("..", "/")):
+        raise TrackingError(f"invalid {kind} name {key!r} (MLflow's rule): it would resolve to {norm!r} "
+                            f"as a path")
+    if len(key) > MAX_KEY_LENGTH:
+        raise TrackingError(f"{kind} name {key[:40]!r}... has {len(key)} characters; MLflow allows "
+                            f"{MAX_KEY_LENGTH}")
+
+
+def workspaces_on() -> bool:
+    """Whether MLflow's workspaces are in use (this writer knows only the default one)."""
+    enabled = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
+    return enabled or bool(os.environ.get("MLFLOW_WORKSPACE", "").strip())
+
 
 def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
 
 
 def supports(db: Path) -> bool:
-    """Whether ``db`` is an MLflow SQLite store whose run tables this module knows exactly."""
-    if not db.is_file() or not db.stat().st_size:
+    """Whether ``db`` is an MLflow SQLite store at a revision in :data:`KNOWN_REVISIONS` whose
+    run tables are exactly the ones this module knows, with no workspaces in use."""
+    if workspaces_on() or not db.is_file() or not db.stat().st_size:
         return False
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
-            if connection.execute("select count(*) from alembic_version").fetchone()[0] != 1:
+            revisions = connection.execute("select version_num from alembic_version").fetchall()
+            if len(revisions) != 1 or revisions[0][0] not in KNOWN_REVISIONS:
                 return False
             return all(_columns(connection, table) == expected for table, expected in WRITTEN_TABLES.items())
     except sqlite3.Error:
@@ -104,6 +148,24 @@ def _sanitize(value: float) -> tuple[float, int]:
     if math.isinf(value):
         return (MAX_FLOAT if value > 0 else -MAX_FLOAT), 0
     return value, 0
+
+
+def _check_batch(metrics, params: Mapping[str, str], tags: Mapping[str, str]):
+    """MLflow's checks of one batch before anything is written: names (:func:`check_key`), and
+    values longer than MLflow's limits cut to them, as MLflow does by default (refused when
+    ``MLFLOW_TRUNCATE_LONG_VALUES=false``). Returns ``(params, tags)`` as they are stored."""
+    for kind, keys in (("metric", {p.key for p in metrics}), ("param", params), ("tag", tags)):
+        for key in keys:
+            check_key(kind, key)
+    truncate = os.environ.get("MLFLOW_TRUNCATE_LONG_VALUES", "true").strip().lower() not in ("false", "0")
+    checked = []
+    for kind, values, limit in (("param", params, MAX_PARAM_LENGTH), ("tag", tags, MAX_TAG_LENGTH)):
+        for key, value in values.items():
+            if len(str(value)) > limit and not truncate:
+                raise TrackingError(f"{kind} {key!r} has a value of {len(str(value))} characters; MLflow "
+                                    f"allows {limit}")
+        checked.append({key: str(value)[:limit] for key, value in values.items()})
+    return checked[0], checked[1]
 
 
 class SqliteBackend:
@@ -186,6 +248,7 @@ class SqliteBackend:
         """A RUNNING run named ``run_name`` (also its ``mlflow.runName`` tag); returns its id."""
         run_id = uuid.uuid4().hex
         tags = {**tags, TAG_RUN_NAME: run_name}
+        _, tags = _check_batch((), {}, tags)
         with self._write() as connection:
             row = connection.execute("select artifact_location, lifecycle_stage from experiments "
                                      "where experiment_id = ?", (int(experiment_id),)).fetchone()
@@ -206,6 +269,7 @@ class SqliteBackend:
                   tags: Mapping[str, str] | None = None) -> None:
         """Params, tags and metric points of one run in one transaction (all or nothing)."""
         params, tags = params or {}, tags or {}
+        params, tags = _check_batch(metrics, params, tags)
         with self._write() as connection:
             self._active_run(connection, run_id)
             if params:
