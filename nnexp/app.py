@@ -168,7 +168,8 @@ def _install_sigterm_handler():
 
 def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mapping[str, str] | None = None,
         parent_run_id: str | None = None, experiment: str | None = None,
-        show_progress: bool | None = None) -> RunResult:
+        show_progress: bool | None = None, store=None,
+        run_tags: Mapping[str, str] | None = None) -> RunResult:
     """Validate ``cfg``, train the model it describes and record everything in MLflow.
 
     Bad input raises :class:`~nnexp.errors.NnexpError` before any MLflow run exists. Once the
@@ -180,14 +181,16 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     ``choices`` are the config groups' chosen options (``{"model": "small", ...}``), logged as
     params ``group.<name>`` so that runs can be compared by preset;
     ``experiment`` overrides the config's (a sweep files every job under its parent's);
-    ``show_progress`` None shows a bar only on a terminal.
+    ``show_progress`` None shows a bar only on a terminal;
+    ``store`` an opened tracking store to use instead of the config's (a sweep's job passes its
+    parent's, see :mod:`nnexp.sweep.job`), ``tags`` more tags for the run.
     With ``tracking.resume`` true, a config that already has a FINISHED run is not trained
     again: the earlier run's result is returned with status SKIPPED.
     """
     validate(cfg)
     if cfg["mode"] == "gradcheck":
         return run_gradcheck(cfg, overrides=overrides, parent_run_id=parent_run_id,
-                             experiment=experiment)
+                             experiment=experiment, store=store)
 
     # -- data and model: everything that can fail on bad input happens before the run exists --
     from nnexp import build, tracking
@@ -197,7 +200,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     net = build.build_model(cfg, data.n_inputs, data.n_outputs)
     optimizer = build.build_optimizer(cfg)
     early_stopping = build.build_early_stopping(cfg)
-    store = open_experiment(cfg, experiment)
+    store = store or open_experiment(cfg, experiment)
     key = config_hash(cfg)
     params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
     for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
@@ -210,7 +213,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     # -- the run: from here on, every way out ends it -------------------------------------------
     tags = {"nnexp.version": nnexp.__version__, "nnexp.mode": "train",
             "nnexp.data": cfg["data"]["name"], "nnexp.overrides": " ".join(overrides) or "(none)",
-            TAG_CONFIG_HASH: key, "nnexp.blas_threads": _blas_threads()}
+            TAG_CONFIG_HASH: key, "nnexp.blas_threads": _blas_threads(), **(run_tags or {})}
     commit = _git_commit()
     if commit:
         tags["nnexp.git_commit"] = commit
@@ -249,6 +252,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
             mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
             mlflow_run.end("KILLED", error=reason)
+        interrupt.nnexp_run_id = mlflow_run.run_id
         raise
     except BaseException as error:
         mlflow_run.end("FAILED", error=f"{type(error).__name__}: {error}")
@@ -298,7 +302,8 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
 
 
 def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
-                  parent_run_id: str | None = None, experiment: str | None = None) -> RunResult:
+                  parent_run_id: str | None = None, experiment: str | None = None,
+                  store=None) -> RunResult:
     """Compare backprop with central differences for the configured model, in float64.
 
     Uses the first :data:`GRADCHECK_SAMPLES` training samples; prints the max relative error of
@@ -317,7 +322,7 @@ def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
     for name, error in errors.items():
         print(f"{name:>6}  max relative error {error:.3e}  {'ok' if error < GRADCHECK_TOLERANCE else 'FAIL'}")
 
-    store = open_experiment(cfg, experiment)
+    store = store or open_experiment(cfg, experiment)
     mlflow_run = tracking.TrackedRun.start(
         store, f"gradcheck-{run_name(cfg)}", parent_run_id=parent_run_id,
         tags={"nnexp.version": nnexp.__version__, "nnexp.mode": "gradcheck",

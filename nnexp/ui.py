@@ -42,6 +42,10 @@ def store_with_runs(uri: str | None) -> str:
     if db is not None and not db.exists():
         raise TrackingError(f"no runs yet: {db} does not exist "
                             f"(run `python -m nnexp` in this folder first, or pass --uri)")
+    if db is not None:
+        from nnexp.tracking import sqlite_file
+
+        sqlite_file.check(db)   # `mlflow ui` would migrate another application's file
     return resolved
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
-from nnexp.tracking import sqlite_backend, tags
+from nnexp.tracking import sqlite_backend, sqlite_file, tags
 from nnexp.tracking.mlflow_backend import MlflowBackend
 from nnexp.tracking.sqlite_backend import SqliteBackend
 
@@ -87,6 +87,8 @@ def resolve_uri(configured: str | None = None) -> str:
     if not uri:
         return default_uri()
     scheme = urlparse(uri).scheme
+    if uri in ("databricks", "databricks-uc") or scheme.startswith("databricks"):
+        return uri   # MLflow's Databricks workspace (profile in ~/.databrickscfg)
     if scheme == "" and "://" not in uri:
         # a plain folder: MLflow's old file store, refused by MLflow 3 unless explicitly allowed
         raise TrackingError(f"{source}={uri!r} is a folder, not a tracking URI; use "
@@ -107,6 +109,33 @@ def resolve_uri(configured: str | None = None) -> str:
     return uri
 
 
+# Database URIs and the Python driver SQLAlchemy 2 loads for each (module, pip package).
+DRIVERS = {"postgresql": ("psycopg", "psycopg[binary]"), "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+           "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"), "mysql": ("MySQLdb", "mysqlclient"),
+           "mysql+pymysql": ("pymysql", "pymysql"), "mssql": ("pyodbc", "pyodbc")}
+SERVER_TIMEOUT = 10   # seconds to wait for a tracking server to accept a connection
+
+
+def check_reachable(uri: str) -> None:
+    """One line, before MLflow is asked, when a database URI's driver is not installed or no
+    tracking server listens at an http(s) URI (MLflow itself retries for minutes)."""
+    import importlib.util
+
+    parsed = urlparse(uri)
+    if parsed.scheme in DRIVERS:
+        module, package = DRIVERS[parsed.scheme]
+        if importlib.util.find_spec(module) is None:
+            raise TrackingError(f"tracking URI {parsed.scheme}://... needs the {module} driver: "
+                                f"pip install \"{package}\"")
+    if parsed.scheme in ("http", "https") and parsed.hostname:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=SERVER_TIMEOUT).close()
+        except OSError as error:
+            raise TrackingError(f"no tracking server answers at {parsed.scheme}://{parsed.hostname}:{port} "
+                                f"({error.strerror or error}); start it (mlflow server) or fix the URI") from None
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, or None for other stores."""
     if not uri.startswith("sqlite:///"):
@@ -124,14 +153,7 @@ def _check_writable(db: Path) -> None:
     if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
         raise TrackingError(f"the MLflow store {db} is not writable "
                             f"(fix its permissions or choose another with MLFLOW_TRACKING_URI)")
-    if db.exists() and db.stat().st_size:
-        try:
-            # a generous timeout: another process may be creating the database right now
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as connection:
-                connection.execute("select count(*) from sqlite_master").fetchone()
-        except sqlite3.DatabaseError as error:
-            raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); "
-                                f"move it aside or choose another with MLFLOW_TRACKING_URI") from None
+    sqlite_file.check(db)   # a foreign or damaged file is refused; a hot journal is rolled back
 
 
 def _check_artifact_folder(location: str | None) -> None:
@@ -268,8 +290,11 @@ def open_store(uri: str, experiment_name: str) -> Store:
     """
     db = sqlite_path(uri)
     direct = db is not None and _direct_writes_allowed()
+    check_reachable(uri)
     if db is not None:
         _check_writable(db)
+        if sqlite_file.needs_creation(db):
+            _create_database(db, uri)
     store = None
     if direct and sqlite_backend.supports(db):
         store = _open_direct(db, uri, experiment_name)
@@ -279,8 +304,32 @@ def open_store(uri: str, experiment_name: str) -> Store:
         if direct and sqlite_backend.supports(db):
             # MLflow made what was missing; the runs themselves need no MLflow
             store = _open_direct(db, uri, experiment_name) or store
-    mark_stale_runs_failed(store)
+    try:
+        mark_stale_runs_failed(store)
+    except sqlite3.DatabaseError as error:   # a damaged page among the runs
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
+        raise
     return store
+
+
+def _create_database(db: Path, uri: str) -> None:
+    """A new SQLite store, migrated by MLflow aside and renamed into place (see
+    :mod:`nnexp.tracking.sqlite_file`), by one process at a time."""
+    def migrate(temporary_uri: str) -> None:
+        with _collector_paused():
+            client = import_mlflow_client()(tracking_uri=temporary_uri)
+        client.search_experiments(max_results=1)
+
+    with contextlib.closing(_creation_lock(db)):
+        if sqlite_file.needs_creation(db):
+            try:
+                sqlite_file.create_atomically(db, migrate)
+            except Exception as error:  # MLflow's or SQLAlchemy's, in one line
+                if isinstance(error, TrackingError):
+                    raise
+                message = " ".join(str(error).split())[:300]
+                raise TrackingError(f"cannot create the MLflow store {uri}: {message}") from None
 
 
 def _deleted(experiment_name: str, uri: str) -> TrackingError:
@@ -297,6 +346,8 @@ def _open_direct(db: Path, uri: str, experiment_name: str) -> Store | None:
     try:
         store = _direct_experiment(backend, db, uri, experiment_name)
     except sqlite3.Error as error:
+        if sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         raise TrackingError(f"cannot open the MLflow store {uri}: {error}") from None
     finally:
         if store is None:
@@ -357,11 +408,15 @@ def _open_store(uri: str, experiment_name: str) -> Store:
             experiment_id = experiment.experiment_id
             _check_artifact_folder(experiment.artifact_location)
     except MlflowException as error:
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
     except Exception as error:
         if not type(error).__module__.startswith("sqlalchemy"):
             raise
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         # e.g. a URI SQLAlchemy cannot parse, or a database file it cannot open
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
