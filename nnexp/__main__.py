@@ -1,8 +1,9 @@
 """``python -m nnexp``: run or sweep, reporting any failure in one line.
 
 Exit status: 0 success; 1 a run or job failed with an error; 2 bad input (config, data or
-tracking store); 3 the run diverged (its record is kept, FAILED); 130 / 143 interrupted by
-SIGINT / SIGTERM (the run is KILLED). Set ``NNEXP_DEBUG=1`` to see tracebacks.
+tracking store); 3 the run diverged (its record is kept, FAILED); 130 / 143 / 129 interrupted by
+SIGINT / SIGTERM / SIGHUP (a sweep's; the runs are KILLED). Set ``NNEXP_DEBUG=1`` to see
+tracebacks. The status comes from one :class:`nnexp.outcome.Outcome`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import signal
 import sys
 
-EXIT_ERROR, EXIT_BAD_INPUT, EXIT_DIVERGED = 1, 2, 3
+from nnexp.outcome import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_SIGNAL_BASE
 
 
 def _is_bad_input(error: BaseException) -> bool:
@@ -49,39 +50,59 @@ def main() -> None:
     atexit.register(gc.freeze)
     # Let Hydra's exceptions reach us so that we can print them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    from nnexp import cli, sweep
+    from nnexp import cli, outcome
     from nnexp.errors import one_line
+    from nnexp.sweep import SweepAborted
 
-    try:
+    with outcome.recording() as out:
         try:
-            cli.hydra_app()
-        except sweep.SweepAborted as aborted:
-            raise aborted.error from None
-        if cli.last_error is not None:
-            raise cli.last_error
-    except KeyboardInterrupt as interrupt:
-        # on the way out: a second Ctrl-C must not cut the sweep's ending short
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        from nnexp.app import Terminated
+            try:
+                cli.hydra_app()
+            except SweepAborted as aborted:
+                raise aborted.error from None
+            if out.error is not None:
+                raise out.error
+        except KeyboardInterrupt as interrupt:
+            _interrupted(out, interrupt)
+        except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
+            _end_parent(out, "FAILED", f"sweep stopped: {one_line(error)}")
+            if debug:
+                raise
+            kind = "error" if _is_bad_input(error) else f"error ({type(error).__name__})"
+            print(f"nnexp: {kind}: {one_line(error)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_ERROR)
+        status = out.exit_status()
+    if status:
+        sys.exit(status)
 
-        terminated = isinstance(interrupt, Terminated)
-        sweep.abort_active_sweep("KILLED", "sweep interrupted")
-        print(f"nnexp: {'terminated by SIGTERM' if terminated else 'interrupted'}; "
-              f"the run was ended as KILLED with every epoch logged so far", file=sys.stderr)
-        _exit_now(143 if terminated else 130)
-    except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
-        sweep.abort_active_sweep("FAILED", f"sweep stopped: {one_line(error)}")
-        if debug:
-            raise
-        kind = "error" if _is_bad_input(error) else f"error ({type(error).__name__})"
-        print(f"nnexp: {kind}: {one_line(error)}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_ERROR)
-    if sweep.last_summary is not None and sweep.last_summary["counts"]["failed"]:
-        sys.exit(EXIT_ERROR)
-    result = cli.last_result
-    if result is not None and result.status == "FAILED":
-        sys.exit(EXIT_DIVERGED if result.stop_reason == "diverged" else EXIT_ERROR)
+
+def _end_parent(out, status: str, reason: str) -> None:
+    """End the parent run of a sweep cut short (its jobs' runs end themselves)."""
+    if out.parent is not None:
+        try:
+            out.parent.end(status, error=reason)
+        finally:
+            out.parent = None
+
+
+def _interrupted(out, interrupt: KeyboardInterrupt) -> None:
+    # on the way out: a second signal must not cut the sweep's ending short
+    from nnexp.sweep.signals import REASONS, SIGNALS, signum_of
+
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signum = signum_of(interrupt)
+    was_sweep = out.parent is not None
+    _end_parent(out, "KILLED", f"sweep {REASONS.get(signum, 'interrupted')}")
+    what = "the sweep's parent and its started runs were" if was_sweep else "the run was"
+    text = "interrupted" if signum == signal.SIGINT else REASONS.get(signum, "interrupted")
+    if signum == signal.SIGTERM:
+        text = "terminated by SIGTERM"
+    try:
+        print(f"nnexp: {text}; {what} ended as KILLED with every epoch logged so far", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    _exit_now(EXIT_SIGNAL_BASE + signum)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,6 +47,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     experiment: str = ""
     tracking_uri: str = ""
+    predict_command: str = ""   # `mlflow models predict` on the run's LoggedModel, if one was logged
 
     @property
     def objective(self) -> float:
@@ -66,15 +66,9 @@ def run_name(cfg: Mapping[str, Any]) -> str:
 
 def _git_commit() -> str | None:
     """The commit of the nnexp source tree, when it is a git checkout (not in a wheel)."""
-    source = Path(nnexp.__file__).resolve().parent.parent
-    if not (source / ".git").exists():
-        return None
-    try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+    from nnexp.tracking.tags import git_commit
+
+    return git_commit()
 
 
 def _blas_threads() -> str:
@@ -174,7 +168,8 @@ def _install_sigterm_handler():
 
 def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mapping[str, str] | None = None,
         parent_run_id: str | None = None, experiment: str | None = None,
-        show_progress: bool | None = None) -> RunResult:
+        show_progress: bool | None = None, store=None,
+        run_tags: Mapping[str, str] | None = None) -> RunResult:
     """Validate ``cfg``, train the model it describes and record everything in MLflow.
 
     Bad input raises :class:`~nnexp.errors.NnexpError` before any MLflow run exists. Once the
@@ -186,14 +181,16 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     ``choices`` are the config groups' chosen options (``{"model": "small", ...}``), logged as
     params ``group.<name>`` so that runs can be compared by preset;
     ``experiment`` overrides the config's (a sweep files every job under its parent's);
-    ``show_progress`` None shows a bar only on a terminal.
+    ``show_progress`` None shows a bar only on a terminal;
+    ``store`` an opened tracking store to use instead of the config's (a sweep's job passes its
+    parent's, see :mod:`nnexp.sweep.job`), ``tags`` more tags for the run.
     With ``tracking.resume`` true, a config that already has a FINISHED run is not trained
     again: the earlier run's result is returned with status SKIPPED.
     """
     validate(cfg)
     if cfg["mode"] == "gradcheck":
         return run_gradcheck(cfg, overrides=overrides, parent_run_id=parent_run_id,
-                             experiment=experiment)
+                             experiment=experiment, store=store)
 
     # -- data and model: everything that can fail on bad input happens before the run exists --
     from nnexp import build, tracking
@@ -203,8 +200,11 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     net = build.build_model(cfg, data.n_inputs, data.n_outputs)
     optimizer = build.build_optimizer(cfg)
     early_stopping = build.build_early_stopping(cfg)
-    store = open_experiment(cfg, experiment)
+    store = store or open_experiment(cfg, experiment)
     key = config_hash(cfg)
+    params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
+    for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
+        tracking.check_key("param", name)
     if cfg["tracking"]["resume"]:
         earlier = find_finished_run(store, key)
         if earlier is not None:
@@ -213,14 +213,14 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     # -- the run: from here on, every way out ends it -------------------------------------------
     tags = {"nnexp.version": nnexp.__version__, "nnexp.mode": "train",
             "nnexp.data": cfg["data"]["name"], "nnexp.overrides": " ".join(overrides) or "(none)",
-            TAG_CONFIG_HASH: key, "nnexp.blas_threads": _blas_threads()}
+            TAG_CONFIG_HASH: key, "nnexp.blas_threads": _blas_threads(), **(run_tags or {})}
     commit = _git_commit()
     if commit:
         tags["nnexp.git_commit"] = commit
     mlflow_run = tracking.TrackedRun.start(store, run_name(cfg), tags=tags, parent_run_id=parent_run_id)
     old_handler = _install_sigterm_handler()
     try:
-        mlflow_run.log_params(flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()})
+        mlflow_run.log_params(params)
         from nnexp.progress import ProgressBar
 
         diagnostics = None   # the per-layer statistics join once fit has its on_step hook
@@ -242,21 +242,26 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
-        class_metrics = _log_artifacts(mlflow_run, cfg, net, data, history, diagnostics,
-                                       log_model=cfg["tracking"]["log_model"])
-        mlflow_run.log_metrics(class_metrics)
-        metrics |= class_metrics
+        if cfg["diagnostics"]["enabled"]:   # test_acc/<class>, dynamics.png, confusion_matrix.png
+            from nnexp.report.run_report import log_run_report
+
+            class_metrics = log_run_report(mlflow_run, net, data, diagnostics, title=run_name(cfg))
+            mlflow_run.log_metrics(class_metrics)
+            metrics |= class_metrics
+        model = _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
                                      f"(try a smaller lr)" if diverged else None)
+        predict = model.predict_command(store.uri, tracking.default_uri()) if model else ""
         return RunResult(mlflow_run.run_id, status, history.stop_reason, metrics,
-                         store.experiment_name, store.uri)
+                         store.experiment_name, store.uri, predict)
     except KeyboardInterrupt as interrupt:
         reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
         with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
             mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
             mlflow_run.end("KILLED", error=reason)
+        interrupt.nnexp_run_id = mlflow_run.run_id
         raise
     except BaseException as error:
         mlflow_run.end("FAILED", error=f"{type(error).__name__}: {error}")
@@ -277,10 +282,9 @@ def final_metrics(net, data, history) -> dict[str, float]:
             "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
 
 
-def _log_artifacts(mlflow_run, cfg, net, data, history, diagnostics, *, log_model: bool) -> dict:
-    """config.yaml, learning_curves.png, weights.npz, (optionally) the pyfunc model and, with
-    diagnostics on, dynamics.png and confusion_matrix.png; returns the test_acc/<class> metrics
-    (diagnostics on) for the caller to log."""
+def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
+    """config.yaml, learning_curves.png, weights.npz and (optionally) the LoggedModel, which
+    takes raw features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
     import yaml
 
     from nnexp.plots import learning_curves
@@ -294,26 +298,21 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, diagnostics, *, log_mode
         except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
             print(f"nnexp: warning: learning_curves.png not drawn ({type(error).__name__}: {error}); "
                   f"the run's metrics and weights are kept", file=sys.stderr, flush=True)
-        class_metrics = {}
-        if cfg["diagnostics"]["enabled"]:
-            from nnexp.report.run_report import draw_dynamics, class_report
-
-            draw_dynamics(diagnostics, folder, title=run_name(cfg))
-            class_metrics = class_report(net, data, folder, title="")
         weights = folder / "weights.npz"
         net.save_npz(weights)
         mlflow_run.log_artifacts(folder)
-        if log_model:
-            from nnexp.tracking.model import save_pyfunc
+        if not log_model:
+            return None
+        from nnexp.tracking.model import log_model as log_logged_model
 
-            model_dir = save_pyfunc(weights, folder / "pyfunc", data.n_inputs, data.n_outputs,
-                                    cfg["dtype"])
-            mlflow_run.log_artifacts(model_dir, "model")
-    return class_metrics
+        mlflow_run.flush()   # the model records the run's metrics at log time
+        return log_logged_model(mlflow_run.store.uri, mlflow_run.run_id, weights, data.scaler,
+                                data.raw_example)
 
 
 def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
-                  parent_run_id: str | None = None, experiment: str | None = None) -> RunResult:
+                  parent_run_id: str | None = None, experiment: str | None = None,
+                  store=None) -> RunResult:
     """Compare backprop with central differences for the configured model, in float64.
 
     Uses the first :data:`GRADCHECK_SAMPLES` training samples; prints the max relative error of
@@ -332,7 +331,7 @@ def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
     for name, error in errors.items():
         print(f"{name:>6}  max relative error {error:.3e}  {'ok' if error < GRADCHECK_TOLERANCE else 'FAIL'}")
 
-    store = open_experiment(cfg, experiment)
+    store = store or open_experiment(cfg, experiment)
     mlflow_run = tracking.TrackedRun.start(
         store, f"gradcheck-{run_name(cfg)}", parent_run_id=parent_run_id,
         tags={"nnexp.version": nnexp.__version__, "nnexp.mode": "gradcheck",

@@ -13,20 +13,48 @@ from pathlib import Path
 from nnexp.tracking.mlflow_backend import MlflowBackend, record
 
 
+def _fail(message: str) -> None:
+    print(f"nnexp.compare: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def find_parent(client, experiment_ids: list[str], run_id: str | None):
     """The sweep's parent run (a :class:`~nnexp.tracking.records.RunRecord`): ``run_id``, or
-    the latest parent run in these experiments."""
-    from nnexp.sweep import TAG_SWEEP
+    the latest parent run in these experiments; exits 2 in one line when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    from nnexp.sweep.tags import TAG_SWEEP
 
     if run_id:
-        return record(client.get_run(run_id))
+        try:
+            found = record(client.get_run(run_id))
+        except MlflowException:
+            _fail(f"no run {run_id!r} in this store (list sweeps in the UI: python -m nnexp.ui)")
+        if found.tags.get(TAG_SWEEP) != "parent":
+            _fail(f"run {run_id} is not a sweep's parent run ({found.run_name!r} is a single run or a "
+                  f"sweep's child); pass a parent's id, or leave --sweep out for the latest sweep")
+        return found
     runs = MlflowBackend(client).find_runs(experiment_ids, tags={TAG_SWEEP: "parent"}, limit=1)
-    return runs[0] if runs else None
+    if not runs:
+        _fail("no sweep found (run one with python -m nnexp -m ...)")
+    return runs[0]
+
+
+def _output_folder(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nnexp-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        _fail(f"cannot write to {out}: {error.strerror or error} (choose another folder with --out)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nnexp import summary
     from nnexp.errors import NnexpError
+    from nnexp.sweep import summary
+    from nnexp.sweep.job import read_job_records
     from nnexp.ui import store_with_runs
 
     parser = argparse.ArgumentParser(prog="python -m nnexp.compare", description=__doc__.splitlines()[0])
@@ -39,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = store_with_runs(args.uri)
     except NnexpError as error:
-        parser.exit(2, f"nnexp.compare: error: {error}\n")
+        _fail(str(error))
 
     from mlflow.tracking import MlflowClient
 
@@ -47,24 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiment:
         experiment = client.get_experiment_by_name(args.experiment)
         if experiment is None:
-            parser.exit(2, f"nnexp.compare: error: no experiment {args.experiment!r} in {uri}\n")
+            _fail(f"no experiment {args.experiment!r} in {uri}")
         experiment_ids = [experiment.experiment_id]
     else:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
     parent = find_parent(client, experiment_ids, args.sweep)
-    if parent is None:
-        parser.exit(2, "nnexp.compare: error: no sweep found (run one with python -m nnexp -m ...)\n")
     swept = [k for k in parent.tags.get("nnexp.swept", "").split(",") if k]
     backend = MlflowBackend(client)
-    rows = summary.rank(summary.child_rows(backend, parent.experiment_id, parent.run_id, swept))
+    rows = summary.sweep_rows(backend, parent.experiment_id, parent.run_id, swept,
+                              read_job_records(parent.tags))
+    if not rows:
+        _fail(f"sweep {parent.run_name} ({parent.run_id}) has no runs: its jobs never started, or "
+              f"wrote to another store; nothing written")
+    out = _output_folder(args.out or Path("outputs") / "compare" / parent.run_id)
     print(f"sweep {parent.run_name} ({parent.run_id}), {len(rows)} runs, ranked by best_val_loss:")
     print(summary.format_table(rows, swept))
-    out = args.out or Path("outputs") / "compare" / parent.run_id
-    out.mkdir(parents=True, exist_ok=True)
     summary.write_csv(rows, out / "comparison.csv")
-    if rows:
-        summary.write_plots(backend, rows, swept, out)
-    print(f"wrote {out}/comparison.csv and plots")
+    plots = summary.write_plots(backend, [r for r in rows if r.get("run_id")], swept, out)
+    print(f"wrote {out}/comparison.csv and {', '.join(p.name for p in plots)}")
     return 0
 
 

@@ -1,16 +1,26 @@
 """``python -m nnexp.ui``: open the MLflow UI on nnexp's store, bound to 127.0.0.1.
 
-The same store a run writes to (``tracking.uri``/``MLFLOW_TRACKING_URI``, else
-``mlruns/mlflow.db`` under the working directory), one worker and MLflow's background job
-runner and telemetry off, which makes the server start several seconds sooner.
+The same store a run writes to (``tracking.uri``/``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in
+the working directory), one worker and MLflow's background job runner and telemetry off, which
+makes the server start several seconds sooner.
+
+MLflow 3.17's UI opens an experiment on its GenAI traces overview unless told otherwise; the
+URL parameter ``workflowType=machine_learning`` (read by the UI's workflow switch) opens it on
+the runs table, so the URLs printed here carry it, one per experiment of a SQLite store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import os
 import shutil
+import socket
+import sqlite3
 import sys
+
+WORKFLOW = "workflowType=machine_learning"
 
 
 def command(uri: str, host: str, port: int) -> list[str]:
@@ -32,7 +42,49 @@ def store_with_runs(uri: str | None) -> str:
     if db is not None and not db.exists():
         raise TrackingError(f"no runs yet: {db} does not exist "
                             f"(run `python -m nnexp` in this folder first, or pass --uri)")
+    if db is not None:
+        from nnexp.tracking import sqlite_file
+
+        sqlite_file.check(db)   # `mlflow ui` would migrate another application's file
     return resolved
+
+
+def experiment_urls(uri: str, base: str) -> list[str]:
+    """``<base>/#/experiments/<id>/runs?workflowType=machine_learning`` for every active experiment
+    of a SQLite store with runs (read-only, no MLflow import); the experiments list otherwise."""
+    from nnexp.tracking.store import sqlite_path
+
+    db = sqlite_path(uri)
+    rows = []
+    if db is not None:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as connection:
+                rows = connection.execute(
+                    "select e.experiment_id, e.name from experiments e where e.lifecycle_stage = 'active' "
+                    "and exists (select 1 from runs r where r.experiment_id = e.experiment_id) "
+                    "order by e.experiment_id").fetchall()
+        except sqlite3.Error:
+            rows = []
+    urls = [f"{base}/#/experiments/{eid}/runs?{WORKFLOW}  ({name})" for eid, name in rows]
+    return urls or [f"{base}/#/experiments?{WORKFLOW}"]
+
+
+def check_address(host: str, port: int) -> str | None:
+    """An error line when ``host:port`` cannot be bound (in use), else None."""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as error:
+        return f"cannot listen on {host}:{port}: {error.strerror or error} (choose another with --port)"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,8 +101,19 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"nnexp.ui: error: {error}\n")
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if not 0 < args.port < 65536:
+        parser.exit(2, f"nnexp.ui: error: --port {args.port} is not a port number (1-65535)\n")
+    problem = check_address(args.host, args.port)
+    if problem:
+        parser.exit(2, f"nnexp.ui: error: {problem}\n")
+    if not is_loopback(args.host):
+        print(f"nnexp.ui: warning: --host {args.host} makes the UI reachable from other machines, and it "
+              f"has no authentication: anyone who reaches it can read and delete runs", file=sys.stderr)
     cmd = command(uri, args.host, args.port)
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)", flush=True)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    urls = experiment_urls(uri, f"http://{host}:{args.port}")
+    print(f"MLflow UI for {uri} (Ctrl-C to stop); the runs of each experiment:", flush=True)
+    print("\n".join(f"  {url}" for url in urls), flush=True)
     os.execv(cmd[0], cmd)
 
 

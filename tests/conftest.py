@@ -55,6 +55,14 @@ def compose():
     return make
 
 
+def default_db(cwd: Path) -> Path:
+    """The store a run in ``cwd`` uses with nothing set: MLflow's default ``mlflow.db``, or an
+    earlier nnexp's ``mlruns/mlflow.db`` while only that exists."""
+    db = Path(cwd) / "mlflow.db"
+    legacy = Path(cwd) / "mlruns" / "mlflow.db"
+    return legacy if not db.exists() and legacy.is_file() else db
+
+
 def shared_data_dir() -> Path | None:
     """The real data sets (MNIST, Fashion-MNIST, WDBC): $NNEXP_TEST_DATA_DIR or ../shared/data."""
     candidate = os.environ.get("NNEXP_TEST_DATA_DIR") or REPO.parent / "shared" / "data"

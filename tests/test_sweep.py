@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import default_db, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ TINY = ("epochs=2", "tracking.log_model=false", "progress=false")
 def store(cwd):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{default_db(cwd)}")
 
 
 def parents_and_children(client):

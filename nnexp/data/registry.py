@@ -27,7 +27,7 @@ import numpy as np
 
 from nnexp.data import mnist, synthetic, tabular
 from nnexp.data.base import Source, check_choice, check_float, check_int
-from nnexp.data.preprocess import SCALINGS, TARGETS, encode_targets, fit_scaler, stratified_split, transform
+from nnexp.data.preprocess import SCALINGS, Scaler, TARGETS, encode_targets, fit_scaler, stratified_split, transform
 from nnexp.errors import DataError
 
 # How a data set's test (and validation) split is made.
@@ -55,6 +55,9 @@ class Dataset:
         n_inputs: number of features.
         n_outputs: width of ``Y``: the number of classes (one-hot) or 1 (binary).
         dtype: dtype of every ``X`` and ``Y``.
+        scaler: the ``(shift, scale)`` fitted on the raw training features (``X = (raw - shift)
+            / scale``), or None without scaling: a logged model applies it to raw inputs.
+        raw_example: a few raw test rows ``(k, n_inputs)``, the logged model's input example.
     """
 
     name: str
@@ -68,6 +71,8 @@ class Dataset:
     n_inputs: int
     n_outputs: int
     dtype: np.dtype
+    scaler: Scaler = None
+    raw_example: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -257,4 +262,6 @@ def load(
         n_inputs=train[0].shape[1],
         n_outputs=1 if targets == "binary" else n_classes,
         dtype=dtype,
+        scaler=scaler,
+        raw_example=np.array(test[0][:5]),
     )

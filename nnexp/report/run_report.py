@@ -76,3 +76,18 @@ def draw_dynamics(diagnostics: EpochDiagnostics | None, folder: Path, *, title: 
         dynamics_figure(diagnostics.series, folder / "dynamics.png", title=title)
     except Exception as error:  # noqa: BLE001
         _warn("dynamics.png", error)
+
+
+def log_run_report(mlflow_run, net, data, diagnostics: EpochDiagnostics | None, *,
+                   title: str = "") -> dict[str, float]:
+    """Draw ``dynamics.png`` and ``confusion_matrix.png`` into the run's artifacts; returns the
+    ``test_acc/<class>`` metrics for the caller to log."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nnexp-report-") as tmp:
+        folder = Path(tmp)
+        draw_dynamics(diagnostics, folder, title=title)
+        metrics = class_report(net, data, folder)
+        if any(folder.iterdir()):
+            mlflow_run.log_artifacts(folder)
+    return metrics

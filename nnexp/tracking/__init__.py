@@ -9,10 +9,11 @@
 """
 
 from nnexp.tracking.records import MetricPoint, RunRecord
+from nnexp.tracking.sqlite_backend import check_key
 from nnexp.tracking.run import TAG_STOP_REASON, TrackedRun, interrupts_held
 from nnexp.tracking.store import (
     TAG_ERROR, Store, default_uri, mark_stale_runs_failed, open_store, resolve_uri,
 )
 
-__all__ = ["TAG_ERROR", "TAG_STOP_REASON", "MetricPoint", "RunRecord", "Store", "TrackedRun", "default_uri",
+__all__ = ["check_key", "TAG_ERROR", "TAG_STOP_REASON", "MetricPoint", "RunRecord", "Store", "TrackedRun", "default_uri",
            "interrupts_held", "mark_stale_runs_failed", "open_store", "resolve_uri"]

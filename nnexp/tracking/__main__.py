@@ -23,12 +23,16 @@ def cleanup(uri: str | None, dry_run: bool = False) -> list:
     """Mark the stale runs of every experiment of the store FAILED; returns them."""
     from nnexp.errors import TrackingError
     from nnexp.tracking.mlflow_backend import MlflowBackend
-    from nnexp.tracking.store import end_stale_runs, import_mlflow_client, resolve_uri, sqlite_path
+    from nnexp.tracking import sqlite_file
+    from nnexp.tracking.store import check_reachable, end_stale_runs, import_mlflow_client, resolve_uri, sqlite_path
 
     resolved = resolve_uri(uri)
     db = sqlite_path(resolved)
     if db is not None and not db.is_file():
         raise TrackingError(f"no MLflow store at {db} (run it where `python -m nnexp` ran, or pass --uri)")
+    if db is not None:
+        sqlite_file.check(db)   # never migrate another application's file; name a damaged one
+    check_reachable(resolved)
     MlflowClient = import_mlflow_client()
     from mlflow.exceptions import MlflowException
 
@@ -36,7 +40,11 @@ def cleanup(uri: str | None, dry_run: bool = False) -> list:
         client = MlflowClient(tracking_uri=resolved)
         experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=3)}
         stale = end_stale_runs(MlflowBackend(client), list(experiments), dry_run=dry_run)
-    except MlflowException as error:
+    except Exception as error:   # MLflow's, SQLAlchemy's or sqlite3's: one line, no traceback
+        if not isinstance(error, MlflowException) and not type(error).__module__.startswith(("sqlalchemy", "sqlite3")):
+            raise
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         raise TrackingError(f"cannot open the MLflow store {resolved}: {' '.join(str(error).split())[:300]}") from None
     verb = "would mark" if dry_run else "marked"
     for run in stale:

@@ -1,87 +1,113 @@
-"""Save a trained network as an MLflow pyfunc model (see :mod:`nnexp.tracking.pyfunc_model`).
+"""Log a trained network as an MLflow 3 LoggedModel that takes raw features.
 
-The model folder is written here, file by file, in the format ``mlflow.pyfunc.save_model``
-writes for a "model from code" (MLflow 3): ``MLmodel``, ``conda.yaml``, ``python_env.yaml``,
-``requirements.txt``, the model's code file and ``artifacts/weights.npz``. Calling MLflow to do
-it would import MLflow (2-3 s) in every run that logs a model; the folder it makes is a few
-small text files. ``tests/test_tracking_backends.py`` checks that this folder and the one
-``mlflow.pyfunc.save_model`` writes for the same network agree key by key, and that MLflow
-loads, validates and serves it.
+:func:`log_model` hands the network to MLflow's own model API (``mlflow.models.Model.log`` with
+the pyfunc flavour, as ``mlflow.pyfunc.log_model`` does, plus the ``run_id`` that function does
+not take) as a "model from code" (:mod:`nnexp.tracking.pyfunc_model`). MLflow then makes the
+LoggedModel: ``search_logged_models`` finds it, the run page and the experiment's Models tab
+show it, ``models:/<model_id>`` and ``runs:/<run_id>/model`` load it, and it can be registered.
+
+The model's artifacts are the network's ``weights.npz`` and ``preprocessing.npz``, the scaling
+fitted on the run's training split, so ``predict`` takes the data set's raw columns and returns
+class probabilities. Its input example is a few raw test rows; its signature is inferred by
+MLflow from that example and the model's output on it.
+
+Cost: this imports MLflow (2-3 s of CPU) in a process that had no need of it
+(``bench/overhead.py`` measures it); ``tracking.log_model=false`` skips the model.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import platform
-import shutil
-import uuid
-from importlib import metadata
+import shlex
+import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
-
-import nnexp
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
-LOADER_MODULE = "mlflow.pyfunc.loaders.code_model"   # MLflow's loader of models from code
-BUILD_PACKAGES = ("pip", "setuptools", "wheel")      # what MLflow lists in python_env.yaml
+MODEL_NAME = "model"   # runs:/<run_id>/model
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+@dataclass(frozen=True)
+class LoggedModel:
+    """What :func:`log_model` made: its id (``models:/<model_id>``) and its local folder."""
+
+    model_id: str
+    run_id: str
+    local_folder: Path | None   # None when the store keeps artifacts elsewhere (a server, S3)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+    def predict_command(self, tracking_uri: str, default_uri: str) -> str:
+        """A ``mlflow models predict`` command on the model's input example, ready to paste."""
+        env = "" if tracking_uri == default_uri else f"MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)} "
+        example = (self.local_folder / "serving_input_example.json") if self.local_folder else None
+        source = shlex.quote(str(example)) if example and example.is_file() else "input.json"
+        return (f"{env}mlflow models predict -m runs:/{self.run_id}/{MODEL_NAME} -i {source} -t json "
+                f"--env-manager local")
 
 
-def _pinned(package: str) -> str:
-    version = _version(package)
-    return f"{package}=={version}" if version else package
+def _save_preprocessing(path: Path, scaler) -> None:
+    """``shift`` and ``scale`` as ``(n_inputs,)`` float64 arrays, or an empty file for no scaling."""
+    if scaler is None:
+        np.savez(path)
+    else:
+        shift, scale = (np.asarray(a, dtype=np.float64).reshape(-1) for a in scaler)
+        np.savez(path, shift=shift, scale=scale)
 
 
-def _tensor_spec(dtype: str, width: int) -> str:
-    """A tensor signature as MLflow serialises it: any number of rows of ``width`` values."""
-    return json.dumps([{"type": "tensor", "tensor-spec": {"dtype": np.dtype(dtype).name, "shape": [-1, width]}}])
+def log_model(tracking_uri: str, run_id: str, weights_path: str | Path, scaler,
+              input_example: np.ndarray, *, registered_model_name: str | None = None) -> LoggedModel:
+    """Log the network in ``weights_path`` as the LoggedModel ``model`` of run ``run_id``.
 
-
-def save_pyfunc(weights_npz: Path, out_dir: Path, n_inputs: int, n_outputs: int, dtype: str) -> Path:
-    """Write an MLflow pyfunc model folder to ``out_dir`` / "model" and return its path.
-
-    The signature is tensor-based, (-1, n_inputs) in and (-1, n_outputs) out in the run's dtype,
-    so ``mlflow models predict`` validates its input's width. The pip requirements are nnexp,
-    NumPy and MLflow, pinned to the versions installed here.
+    Works on a run that already ended (a sweep logs its best child's model afterwards): the
+    run's status is not touched. ``scaler`` is the ``(shift, scale)`` fitted on the raw training
+    features (``nnexp.data.Dataset.scaler``) or None; ``input_example`` a few raw rows
+    ``(k, n_inputs)``. Raises :class:`~nnexp.errors.TrackingError` in one line on MLflow errors.
     """
-    path = Path(out_dir) / "model"
-    (path / "artifacts").mkdir(parents=True)
-    weights_npz = Path(weights_npz)
-    shutil.copyfile(weights_npz, path / "artifacts" / weights_npz.name)
-    shutil.copyfile(MODEL_CODE, path / MODEL_CODE.name)
-    # MLflow counts the model's files before it writes the environment files
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    python = platform.python_version()
-    requirements = [_pinned("mlflow"), f"nnexp=={nnexp.__version__}", f"numpy=={np.__version__}"]
-    (path / "requirements.txt").write_text("\n".join(requirements))
-    pip = _version("pip")
-    conda = {"channels": ["conda-forge"],
-             "dependencies": [f"python={python}", f"pip<={pip}" if pip else "pip", {"pip": requirements}],
-             "name": "mlflow-env"}
-    (path / "conda.yaml").write_text(yaml.safe_dump(conda, default_flow_style=False))
-    python_env = {"python": python, "build_dependencies": [_pinned(p) for p in BUILD_PACKAGES],
-                  "dependencies": ["-r requirements.txt"]}
-    (path / "python_env.yaml").write_text(yaml.safe_dump(python_env, default_flow_style=False, sort_keys=False))
-    flavor = {"artifacts": {"weights": {"path": f"artifacts/{weights_npz.name}", "uri": str(weights_npz)}},
-              "cloudpickle_version": _version("cloudpickle"), "code": None,
-              "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-              "loader_module": LOADER_MODULE, "model_code_path": str(MODEL_CODE),
-              "python_version": python, "streamable": False}
-    mlmodel = {"flavors": {"python_function": flavor}, "is_signature_from_type_hint": False,
-               "mlflow_version": _version("mlflow"), "model_id": None, "model_size_bytes": size,
-               "model_uuid": uuid.uuid4().hex, "prompts": None,
-               "signature": {"inputs": _tensor_spec(dtype, n_inputs), "outputs": _tensor_spec(dtype, n_outputs),
-                             "params": None},
-               "type_hint_from_example": False,
-               "utc_time_created": str(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None))}
-    (path / "MLmodel").write_text(yaml.safe_dump(mlmodel, default_flow_style=False))
-    return path
+    from nnexp.errors import TrackingError
+    from nnexp.tracking.store import _collector_paused, import_mlflow_client
+
+    with _collector_paused():
+        import_mlflow_client()
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from mlflow.models import Model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp, warnings.catch_warnings():
+        # MLflow advises type hints on predict (this model's signature comes from its example),
+        # under its own warning filter, so the advice is dropped where it is shown
+        shown = warnings.showwarning
+        warnings.showwarning = lambda message, *args, **kwargs: (
+            None if "type hint" in str(message) else shown(message, *args, **kwargs))
+        preprocessing = Path(tmp) / "preprocessing.npz"
+        _save_preprocessing(preprocessing, scaler)
+        try:
+            # the LoggedModel is made in the fluent API's current experiment: the run's own
+            mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+            info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id,
+                             python_model=str(MODEL_CODE),
+                             artifacts={"weights": str(weights_path), "preprocessing": str(preprocessing)},
+                             input_example=np.asarray(input_example, dtype=np.float64),
+                             registered_model_name=registered_model_name,
+                             pip_requirements=_requirements())
+        except MlflowException as error:
+            raise TrackingError(f"cannot log the model of run {run_id}: {' '.join(str(error).split())[:300]}") from None
+    from nnexp.tracking.sqlite_backend import local_path
+
+    location = client.get_logged_model(info.model_id).artifact_location
+    return LoggedModel(info.model_id, run_id, local_path(location))
+
+
+def _requirements() -> list[str]:
+    """nnexp, NumPy and MLflow pinned to the versions installed here (what the model imports)."""
+    from importlib import metadata
+
+    import nnexp
+
+    return [f"mlflow=={metadata.version('mlflow')}", f"nnexp=={nnexp.__version__}", f"numpy=={np.__version__}"]

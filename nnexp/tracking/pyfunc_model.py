@@ -1,11 +1,17 @@
-"""MLflow "model from code" for an nnexp network: ``predict(X)`` returns class probabilities.
+"""MLflow "model from code" for an nnexp network: raw features in, class probabilities out.
 
 MLflow copies this file into the logged model and runs it at load time (pickling a model
-object is deprecated in MLflow 3, and loading pickles is unsafe). The weights travel as the
-artifact ``weights``: an ``.npz`` file read with ``allow_pickle=False``.
+object is deprecated in MLflow 3, and loading pickles is unsafe). Two artifacts travel with
+it, both ``.npz`` files read with ``allow_pickle=False``:
 
-Input: an array or DataFrame of shape (n_samples, n_inputs). Output: (n_samples, n_outputs)
-probabilities (one column for a sigmoid output on a two-class problem).
+- ``weights``: the network, loaded through the public core API (``MLP.load_npz``), so the model
+  predicts exactly as the core does, whatever its layers;
+- ``preprocessing``: the scaling fitted on the run's training split, ``shift`` and ``scale``
+  of shape ``(n_inputs,)``; a raw feature ``x`` becomes ``(x - shift) / scale`` (no arrays:
+  the run used no scaling).
+
+Input: an array or DataFrame of raw features, shape ``(n_samples, n_inputs)``. Output:
+``(n_samples, n_outputs)`` probabilities (one column for a sigmoid output on two classes).
 """
 
 import numpy as np
@@ -18,11 +24,16 @@ class NnexpModel(PythonModel):
         from nnexp.core import MLP
 
         self.net = MLP.load_npz(context.artifacts["weights"])
+        with np.load(context.artifacts["preprocessing"], allow_pickle=False) as scaling:
+            self.scaling = (scaling["shift"], scaling["scale"]) if "shift" in scaling.files else None
 
     def predict(self, context, model_input, params=None):
         values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
-        X = np.ascontiguousarray(values, dtype=self.net.dtype)
-        return self.net.predict_proba(X)
+        X = np.asarray(values, dtype=np.float64)
+        if self.scaling is not None:
+            # the scaling the run fitted on its training split (nnexp.data.preprocess.transform)
+            X = (X - self.scaling[0]) / self.scaling[1]
+        return self.net.predict_proba(np.ascontiguousarray(X, dtype=self.net.dtype))
 
 
 set_model(NnexpModel())

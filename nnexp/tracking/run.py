@@ -18,14 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nnexp.tracking import tags as tag_names
 from nnexp.tracking.records import MetricPoint, now_ms
 from nnexp.tracking.store import TAG_ERROR, TAG_HOST, TAG_PID, Store
 
 # MLflow's limit of characters per param or tag value.
 MAX_PARAM_LENGTH = 6000
 
-TAG_PARENT = "mlflow.parentRunId"
-TAG_STOP_REASON = "nnexp.stop_reason"
+TAG_PARENT = tag_names.PARENT
+TAG_STOP_REASON = tag_names.STOP_REASON
 
 
 def _as_strings(values: Mapping[str, Any]) -> dict[str, str]:
@@ -74,10 +75,12 @@ class TrackedRun:
               parent_run_id: str | None = None, flush_seconds: float = 1.0) -> "TrackedRun":
         """Create a RUNNING run in the store's experiment, nested under ``parent_run_id`` if given.
 
-        The run is tagged with this process's id and host so that a later invocation can tell
+        The run carries MLflow's standard user, source and git tags (:func:`~nnexp.tracking.tags.
+        standard_tags`, which also fill its ``user_id``) and this process's id and host so that a later invocation can tell
         a run whose process died (SIGKILL) from one still training (see ``mark_stale_runs_failed``).
         """
-        all_tags = {TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname(), **(tags or {})}
+        all_tags = {**tag_names.standard_tags(), TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname(),
+                    **(tags or {})}
         if parent_run_id:
             all_tags[TAG_PARENT] = parent_run_id
         run_id = store.backend.create_run(store.experiment_id, run_name, all_tags)

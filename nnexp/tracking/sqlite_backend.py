@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import posixpath
+import re
 import shutil
 import sqlite3
 import threading
@@ -42,12 +45,13 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
+from nnexp.tracking import tags as tag_names
 from nnexp.tracking.records import MetricPoint, RunRecord, now_ms
 
 BUSY_TIMEOUT_MS = 20_000   # MLflow's own setting for SQLite (mlflow/store/db/utils.py)
 MAX_FLOAT = 1.7976931348623157e308
-TAG_RUN_NAME = "mlflow.runName"
-TAG_USER = "mlflow.user"
+TAG_RUN_NAME = tag_names.RUN_NAME
+TAG_USER = tag_names.USER
 
 # The columns of the tables written, as MLflow 3.17 defines them (migration head
 # dc11669786a5). Exact sets: a column added or removed means the schema moved on, and
@@ -60,11 +64,51 @@ WRITTEN_TABLES = {
     "params": {"key", "value", "run_uuid"},
     "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
     "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
+    "experiment_tags": {"key", "value", "experiment_id"},
     # looked up, and created as MLflow creates them (in its default workspace)
     "experiments": {"experiment_id", "name", "artifact_location", "lifecycle_stage",
                     "creation_time", "last_update_time", "workspace"},
 }
 DEFAULT_WORKSPACE = "default"
+
+# The alembic revisions (MLflow's schema versions) whose run tables this module was checked
+# against, with the MLflow releases that migrate to them. A database at any other revision --
+# newer or older MLflow, or a revision no MLflow knows -- is written by MLflow's client.
+# tests/tracking/test_writer_guard.py fails when the installed MLflow's head is not listed.
+KNOWN_REVISIONS = {
+    "dc11669786a5": "mlflow 3.17.x",
+    "f4a9b2c7d1e6": "mlflow 3.18.0",
+}
+# MLflow features this writer does not implement: when on, MLflow's client writes.
+WORKSPACE_VARIABLES = ("MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE")
+
+# MLflow's rules for names and lengths (mlflow/utils/validation.py), applied to every write.
+_VALID_NAME = re.compile(r"^[/\w.\- :]*$")
+MAX_KEY_LENGTH = 250
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+
+
+def check_key(kind: str, key: str) -> None:
+    """Raise :class:`TrackingError` for a param, metric or tag name MLflow refuses: characters
+    other than alphanumerics, ``_ - . : /`` and spaces, a name that is not a normalised relative
+    path (``a/../b``, ``/a``), or more than 250 characters."""
+    norm = posixpath.normpath(key)
+    if not _VALID_NAME.match(key):
+        raise TrackingError(f"invalid {kind} name {key!r} (MLflow's rule): names may only contain "
+                            f"alphanumerics, underscores, dashes, periods, spaces, colons and slashes")
+    if norm != key or norm == "." or norm.startswith(("..", "/")):
+        raise TrackingError(f"invalid {kind} name {key!r} (MLflow's rule): it would resolve to {norm!r} "
+                            f"as a path")
+    if len(key) > MAX_KEY_LENGTH:
+        raise TrackingError(f"{kind} name {key[:40]!r}... has {len(key)} characters; MLflow allows "
+                            f"{MAX_KEY_LENGTH}")
+
+
+def workspaces_on() -> bool:
+    """Whether MLflow's workspaces are in use (this writer knows only the default one)."""
+    enabled = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
+    return enabled or bool(os.environ.get("MLFLOW_WORKSPACE", "").strip())
 
 
 def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
@@ -72,12 +116,14 @@ def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
 
 
 def supports(db: Path) -> bool:
-    """Whether ``db`` is an MLflow SQLite store whose run tables this module knows exactly."""
-    if not db.is_file() or not db.stat().st_size:
+    """Whether ``db`` is an MLflow SQLite store at a revision in :data:`KNOWN_REVISIONS` whose
+    run tables are exactly the ones this module knows, with no workspaces in use."""
+    if workspaces_on() or not db.is_file() or not db.stat().st_size:
         return False
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as connection:
-            if connection.execute("select count(*) from alembic_version").fetchone()[0] != 1:
+            revisions = connection.execute("select version_num from alembic_version").fetchall()
+            if len(revisions) != 1 or revisions[0][0] not in KNOWN_REVISIONS:
                 return False
             return all(_columns(connection, table) == expected for table, expected in WRITTEN_TABLES.items())
     except sqlite3.Error:
@@ -102,6 +148,24 @@ def _sanitize(value: float) -> tuple[float, int]:
     if math.isinf(value):
         return (MAX_FLOAT if value > 0 else -MAX_FLOAT), 0
     return value, 0
+
+
+def _check_batch(metrics, params: Mapping[str, str], tags: Mapping[str, str]):
+    """MLflow's checks of one batch before anything is written: names (:func:`check_key`), and
+    values longer than MLflow's limits cut to them, as MLflow does by default (refused when
+    ``MLFLOW_TRUNCATE_LONG_VALUES=false``). Returns ``(params, tags)`` as they are stored."""
+    for kind, keys in (("metric", {p.key for p in metrics}), ("param", params), ("tag", tags)):
+        for key in keys:
+            check_key(kind, key)
+    truncate = os.environ.get("MLFLOW_TRUNCATE_LONG_VALUES", "true").strip().lower() not in ("false", "0")
+    checked = []
+    for kind, values, limit in (("param", params, MAX_PARAM_LENGTH), ("tag", tags, MAX_TAG_LENGTH)):
+        for key, value in values.items():
+            if len(str(value)) > limit and not truncate:
+                raise TrackingError(f"{kind} {key!r} has a value of {len(str(value))} characters; MLflow "
+                                    f"allows {limit}")
+        checked.append({key: str(value)[:limit] for key, value in values.items()})
+    return checked[0], checked[1]
 
 
 class SqliteBackend:
@@ -161,8 +225,10 @@ class SqliteBackend:
                           "where name = ? and workspace = ?", (name, DEFAULT_WORKSPACE))
         return (str(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
 
-    def create_experiment(self, name: str, artifact_location: str) -> str:
-        """A new active experiment; returns its id. Raises :class:`TrackingError` if it exists."""
+    def create_experiment(self, name: str, artifact_location: str,
+                          tags: Mapping[str, str] | None = None) -> str:
+        """A new active experiment (with ``tags``); returns its id. Raises :class:`TrackingError`
+        if it exists."""
         now = now_ms()
         try:
             with self._write() as connection:
@@ -170,7 +236,10 @@ class SqliteBackend:
                     "insert into experiments (name, artifact_location, lifecycle_stage, creation_time, "
                     "last_update_time, workspace) values (?, ?, 'active', ?, ?, ?)",
                     (name, artifact_location, now, now, DEFAULT_WORKSPACE))
-                return str(cursor.lastrowid)
+                experiment_id = cursor.lastrowid
+                connection.executemany("insert into experiment_tags (key, value, experiment_id) values (?, ?, ?)",
+                                       [(key, str(value), experiment_id) for key, value in (tags or {}).items()])
+                return str(experiment_id)
         except sqlite3.IntegrityError:
             raise TrackingError(f"experiment {name!r} already exists in {self.db}") from None
 
@@ -179,6 +248,7 @@ class SqliteBackend:
         """A RUNNING run named ``run_name`` (also its ``mlflow.runName`` tag); returns its id."""
         run_id = uuid.uuid4().hex
         tags = {**tags, TAG_RUN_NAME: run_name}
+        _, tags = _check_batch((), {}, tags)
         with self._write() as connection:
             row = connection.execute("select artifact_location, lifecycle_stage from experiments "
                                      "where experiment_id = ?", (int(experiment_id),)).fetchone()
@@ -199,6 +269,7 @@ class SqliteBackend:
                   tags: Mapping[str, str] | None = None) -> None:
         """Params, tags and metric points of one run in one transaction (all or nothing)."""
         params, tags = params or {}, tags or {}
+        params, tags = _check_batch(metrics, params, tags)
         with self._write() as connection:
             self._active_run(connection, run_id)
             if params:

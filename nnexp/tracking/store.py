@@ -1,8 +1,10 @@
 """Where runs are kept: resolving the tracking URI, opening the store, getting the experiment.
 
-The default store is ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under
-``<cwd>/mlruns/artifacts/``, so everything a run writes lives in one git-ignored folder.
-``MLFLOW_TRACKING_URI`` or ``tracking.uri`` in the config choose another store.
+The default store is MLflow's own default, ``sqlite:///<cwd>/mlflow.db`` with artifacts under
+``<cwd>/mlruns/``, so plain ``mlflow ui``, ``mlflow models predict -m runs:/...`` and
+``mlflow.pyfunc.load_model("runs:/...")`` find nnexp's runs from the folder they were made in.
+A store made by an earlier nnexp at ``<cwd>/mlruns/mlflow.db`` is still used (with a note) while
+no ``mlflow.db`` exists. ``MLFLOW_TRACKING_URI`` or ``tracking.uri`` choose another store.
 
 Why the care: a new SQLite database is created by running schema migrations, and several
 processes doing that at once break it; an experiment created by two jobs at once makes one of
@@ -27,13 +29,14 @@ import gc
 import os
 import socket
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
-from nnexp.tracking import sqlite_backend
+from nnexp.tracking import sqlite_backend, sqlite_file, tags
 from nnexp.tracking.mlflow_backend import MlflowBackend
 from nnexp.tracking.sqlite_backend import SqliteBackend
 
@@ -41,18 +44,34 @@ from nnexp.tracking.sqlite_backend import SqliteBackend
 KNOWN_SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
                  "databricks", "databricks-uc"}
 
-# Tags nnexp puts on every run (MLflow's own tags start with "mlflow.").
-TAG_PID = "nnexp.pid"
-TAG_HOST = "nnexp.host"
-TAG_ERROR = "nnexp.error"
+# Tags nnexp puts on every run (names kept here for the modules that import them from here).
+TAG_PID, TAG_HOST, TAG_ERROR = tags.PID, tags.HOST, tags.ERROR
+
+# MLflow 3's UI shows an experiment of this kind as model training (runs), not GenAI traces.
+EXPERIMENT_TAGS = {tags.EXPERIMENT_KIND: tags.EXPERIMENT_KIND_TRAINING}
 
 CLIENT_VARIABLE = "NNEXP_TRACKING_CLIENT"   # "auto" (the default) or "mlflow"
 CLIENT_CHOICES = ("auto", "mlflow")
 
 
+DEFAULT_DB = "mlflow.db"                        # MLflow's default (mlflow/store/tracking/__init__.py)
+LEGACY_DB = Path("mlruns") / "mlflow.db"       # where nnexp before 0.2 kept its store
+_legacy_noted = False
+
+
 def default_uri() -> str:
-    """``sqlite:///`` + the absolute path of ``mlruns/mlflow.db`` under the working directory."""
-    return f"sqlite:///{Path('mlruns').resolve() / 'mlflow.db'}"
+    """``sqlite:///<cwd>/mlflow.db`` (MLflow's own default), or an earlier nnexp's
+    ``<cwd>/mlruns/mlflow.db`` while that exists and ``mlflow.db`` does not (said once, on stderr)."""
+    global _legacy_noted
+    new, legacy = Path(DEFAULT_DB).resolve(), LEGACY_DB.resolve()
+    if not new.exists() and legacy.is_file():
+        if not _legacy_noted:
+            _legacy_noted = True
+            print(f"nnexp: note: using the store of an earlier nnexp, {legacy} (MLflow's own default is "
+                  f"./mlflow.db; for plain `mlflow ui` set MLFLOW_TRACKING_URI=sqlite:///{legacy})",
+                  file=sys.stderr, flush=True)
+        return f"sqlite:///{legacy}"
+    return f"sqlite:///{new}"
 
 
 def resolve_uri(configured: str | None = None) -> str:
@@ -68,11 +87,14 @@ def resolve_uri(configured: str | None = None) -> str:
     if not uri:
         return default_uri()
     scheme = urlparse(uri).scheme
+    if uri in ("databricks", "databricks-uc") or scheme.startswith("databricks"):
+        return uri   # MLflow's Databricks workspace (profile in ~/.databrickscfg)
     if scheme == "" and "://" not in uri:
         # a plain folder: MLflow's old file store, refused by MLflow 3 unless explicitly allowed
         raise TrackingError(f"{source}={uri!r} is a folder, not a tracking URI; use "
                             f"sqlite:///{Path(uri).resolve() / 'mlflow.db'} or unset it")
-    if scheme not in KNOWN_SCHEMES:
+    # SQLAlchemy's "+driver" suffix (postgresql+psycopg2://, mysql+pymysql://) picks a driver
+    if scheme.split("+", 1)[0] not in KNOWN_SCHEMES:
         raise TrackingError(f"{source}={uri!r} is not a tracking URI MLflow can use "
                             f"(expected e.g. sqlite:///mlruns/mlflow.db or http://127.0.0.1:5000)")
     if scheme == "sqlite" and (not uri.startswith("sqlite:///") or not uri.removeprefix("sqlite:///").strip()):
@@ -85,6 +107,33 @@ def resolve_uri(configured: str | None = None) -> str:
     if scheme in ("http", "https") and not urlparse(uri).hostname:
         raise TrackingError(f"{source}={uri!r} names no server (e.g. http://127.0.0.1:5000)")
     return uri
+
+
+# Database URIs and the Python driver SQLAlchemy 2 loads for each (module, pip package).
+DRIVERS = {"postgresql": ("psycopg", "psycopg[binary]"), "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+           "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"), "mysql": ("MySQLdb", "mysqlclient"),
+           "mysql+pymysql": ("pymysql", "pymysql"), "mssql": ("pyodbc", "pyodbc")}
+SERVER_TIMEOUT = 10   # seconds to wait for a tracking server to accept a connection
+
+
+def check_reachable(uri: str) -> None:
+    """One line, before MLflow is asked, when a database URI's driver is not installed or no
+    tracking server listens at an http(s) URI (MLflow itself retries for minutes)."""
+    import importlib.util
+
+    parsed = urlparse(uri)
+    if parsed.scheme in DRIVERS:
+        module, package = DRIVERS[parsed.scheme]
+        if importlib.util.find_spec(module) is None:
+            raise TrackingError(f"tracking URI {parsed.scheme}://... needs the {module} driver: "
+                                f"pip install \"{package}\"")
+    if parsed.scheme in ("http", "https") and parsed.hostname:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=SERVER_TIMEOUT).close()
+        except OSError as error:
+            raise TrackingError(f"no tracking server answers at {parsed.scheme}://{parsed.hostname}:{port} "
+                                f"({error.strerror or error}); start it (mlflow server) or fix the URI") from None
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -104,14 +153,7 @@ def _check_writable(db: Path) -> None:
     if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
         raise TrackingError(f"the MLflow store {db} is not writable "
                             f"(fix its permissions or choose another with MLFLOW_TRACKING_URI)")
-    if db.exists() and db.stat().st_size:
-        try:
-            # a generous timeout: another process may be creating the database right now
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as connection:
-                connection.execute("select count(*) from sqlite_master").fetchone()
-        except sqlite3.DatabaseError as error:
-            raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); "
-                                f"move it aside or choose another with MLFLOW_TRACKING_URI") from None
+    sqlite_file.check(db)   # a foreign or damaged file is refused; a hot journal is rolled back
 
 
 def _check_artifact_folder(location: str | None) -> None:
@@ -173,12 +215,15 @@ class Store:
 
 
 def artifact_root(uri: str, experiment_name: str) -> str | None:
-    """Artifacts of a SQLite store go beside the database: ``<db folder>/artifacts/<name>``."""
+    """Artifacts of a SQLite store go beside the database, in ``<db folder>/mlruns/<name>`` as
+    MLflow keeps them in ``./mlruns`` (an earlier nnexp's ``mlruns/mlflow.db``: ``mlruns/artifacts``)."""
     db = sqlite_path(uri)
     if db is None:
         return None  # the server or database decides
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment_name)
-    return (db.resolve().parent / "artifacts" / safe).as_uri()
+    folder = db.resolve().parent
+    folder = folder / "artifacts" if folder.name == "mlruns" else folder / "mlruns"
+    return (folder / safe).as_uri()
 
 
 def import_mlflow_client():
@@ -245,8 +290,11 @@ def open_store(uri: str, experiment_name: str) -> Store:
     """
     db = sqlite_path(uri)
     direct = db is not None and _direct_writes_allowed()
+    check_reachable(uri)
     if db is not None:
         _check_writable(db)
+        if sqlite_file.needs_creation(db):
+            _create_database(db, uri)
     store = None
     if direct and sqlite_backend.supports(db):
         store = _open_direct(db, uri, experiment_name)
@@ -256,8 +304,32 @@ def open_store(uri: str, experiment_name: str) -> Store:
         if direct and sqlite_backend.supports(db):
             # MLflow made what was missing; the runs themselves need no MLflow
             store = _open_direct(db, uri, experiment_name) or store
-    mark_stale_runs_failed(store)
+    try:
+        mark_stale_runs_failed(store)
+    except sqlite3.DatabaseError as error:   # a damaged page among the runs
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
+        raise
     return store
+
+
+def _create_database(db: Path, uri: str) -> None:
+    """A new SQLite store, migrated by MLflow aside and renamed into place (see
+    :mod:`nnexp.tracking.sqlite_file`), by one process at a time."""
+    def migrate(temporary_uri: str) -> None:
+        with _collector_paused():
+            client = import_mlflow_client()(tracking_uri=temporary_uri)
+        client.search_experiments(max_results=1)
+
+    with contextlib.closing(_creation_lock(db)):
+        if sqlite_file.needs_creation(db):
+            try:
+                sqlite_file.create_atomically(db, migrate)
+            except Exception as error:  # MLflow's or SQLAlchemy's, in one line
+                if isinstance(error, TrackingError):
+                    raise
+                message = " ".join(str(error).split())[:300]
+                raise TrackingError(f"cannot create the MLflow store {uri}: {message}") from None
 
 
 def _deleted(experiment_name: str, uri: str) -> TrackingError:
@@ -274,6 +346,8 @@ def _open_direct(db: Path, uri: str, experiment_name: str) -> Store | None:
     try:
         store = _direct_experiment(backend, db, uri, experiment_name)
     except sqlite3.Error as error:
+        if sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         raise TrackingError(f"cannot open the MLflow store {uri}: {error}") from None
     finally:
         if store is None:
@@ -289,7 +363,7 @@ def _direct_experiment(backend: SqliteBackend, db: Path, uri: str, experiment_na
         with contextlib.closing(_creation_lock(db)):
             found = backend.get_experiment(experiment_name)   # made meanwhile by another process?
             if found is None:
-                found = (backend.create_experiment(experiment_name, location), location, "active")
+                found = (backend.create_experiment(experiment_name, location, EXPERIMENT_TAGS), location, "active")
     experiment_id, location, stage = found
     if sqlite_backend.local_path(location or "") is None:
         return None
@@ -320,7 +394,8 @@ def _open_store(uri: str, experiment_name: str) -> Store:
             location = artifact_root(uri, experiment_name)
             _check_artifact_folder(location)
             try:
-                experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+                experiment_id = client.create_experiment(experiment_name, artifact_location=location,
+                                                         tags=EXPERIMENT_TAGS)
             except MlflowException:
                 # another process created it between our look-up and our create
                 experiment = client.get_experiment_by_name(experiment_name)
@@ -333,11 +408,15 @@ def _open_store(uri: str, experiment_name: str) -> Store:
             experiment_id = experiment.experiment_id
             _check_artifact_folder(experiment.artifact_location)
     except MlflowException as error:
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None
     except Exception as error:
         if not type(error).__module__.startswith("sqlalchemy"):
             raise
+        if db is not None and sqlite_file.is_damage(error):
+            raise sqlite_file.damaged(db, error) from None
         # e.g. a URI SQLAlchemy cannot parse, or a database file it cannot open
         message = " ".join(str(error).split())[:300]
         raise TrackingError(f"cannot open the MLflow store {uri}: {message}") from None

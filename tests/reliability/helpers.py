@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import default_db
+
 
 # Metric keys every training run logs once per epoch.
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds")
@@ -43,7 +45,7 @@ def nnexp(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) 
 def client_for(workdir: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{default_db(workdir)}")
 
 
 def all_runs(client) -> list:

@@ -1,8 +1,10 @@
 """Compare the runs of a sweep: counts, a ranked table, a CSV and plots.
 
 Used at the end of every sweep (written into the parent run) and by ``python -m nnexp.compare``
-for sweeps already done. Rows come from the parent's nested child runs in MLflow, plus the jobs
-that failed before their run existed (read from the jobs' ``nnexp_result.json``).
+for sweeps already done. Everything comes from the store: the parent's nested child runs, plus
+the job records on the parent (``nnexp.job.<num>``, see :mod:`nnexp.sweep.job`) for the counts,
+for jobs that failed before their run existed and for runs a resumed job reused. Nothing is
+read from the sweep folder, so the driver need not see where the jobs ran.
 """
 
 from __future__ import annotations
@@ -47,10 +49,15 @@ def param_for(key: str, params: Mapping[str, str]) -> str:
 def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[str]) -> list[dict[str, Any]]:
     """One row per nested run of ``parent_run_id``: name, id, outcome, swept values and scores
     (``backend``: a tracking backend, see :mod:`nnexp.tracking.records`)."""
-    from nnexp.report.sweep_report import worst_class
     from nnexp.tracking.run import TAG_PARENT
 
-    runs = backend.find_runs([experiment_id], tags={TAG_PARENT: parent_run_id})
+    return _rows_of(backend.find_runs([experiment_id], tags={TAG_PARENT: parent_run_id}), swept)
+
+
+def _rows_of(runs, swept: Sequence[str]) -> list[dict[str, Any]]:
+    from nnexp.app import TAG_CONFIG_HASH
+    from nnexp.report.sweep_report import worst_class
+
     rows = []
     for run in runs:
         params, metrics, tags = run.params, run.metrics, run.tags
@@ -63,6 +70,7 @@ def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[
             row[column] = metrics.get(column, math.nan)
         row.update(worst_class(metrics))
         row["error"] = tags.get("nnexp.error", "")
+        row["config_hash"] = tags.get(TAG_CONFIG_HASH, "")
         rows.append(row)
     return rows
 
@@ -145,26 +153,65 @@ def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str]
     return paths
 
 
-def summarise_sweep(parent, sweep_dir: Path, swept: Sequence[str]) -> dict[str, Any]:
-    """Write the sweep's summary into its parent run and return it.
+def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per config: a resumed sweep's parent holds the FAILED attempt of a job whose
+    driver was killed and the FINISHED one that replaced it; keep the best of them."""
+    ranked, seen, kept = rank(rows), set(), []
+    for row in ranked:
+        key = row.get("config_hash") or row.get("run_id") or id(row)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
 
-    Parent metrics ``sweep_<outcome>`` count the jobs of this invocation; the table and plots
-    cover every child of the parent (a resumed sweep includes the earlier children).
-    """
-    from nnexp.sweep import read_job_results
 
-    records = read_job_results(sweep_dir)
-    backend, store = parent.backend, parent.store
-    rows = child_rows(backend, store.experiment_id, parent.run_id, swept)
+def sweep_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[str],
+               records: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ranked rows of a sweep: its children, runs its jobs reused (resume) and jobs without a run."""
+    rows = child_rows(backend, experiment_id, parent_run_id, swept)
     known = {row["run_id"] for row in rows}
-    for record in records:  # jobs that failed before their MLflow run existed
-        if record.get("status") == "FAILED" and record.get("run_id") not in known:
-            rows.append({"run_name": f"job {record.get('job')}", "run_id": record.get("run_id") or "",
-                         "outcome": "failed", "overrides": " ".join(record.get("overrides", [])),
+    for job, record in records.items():
+        if record.get("run_id") in known:
+            continue
+        if record.get("status") == "SKIPPED" and record.get("config_hash"):
+            from nnexp.app import TAG_CONFIG_HASH
+
+            found = [r for r in backend.find_runs([experiment_id], tags={TAG_CONFIG_HASH: record["config_hash"]},
+                                                  status="FINISHED") if r.run_id == record.get("run_id")]
+            rows.extend(_rows_of(found, swept))
+            known.update(r.run_id for r in found)
+        elif record.get("status") in ("FAILED", "RUNNING", "KILLED") and not record.get("run_id"):
+            rows.append({"run_name": f"job {job}", "run_id": "", "outcome": "failed" if record["status"] != "KILLED"
+                         else "killed", "overrides": " ".join(record.get("overrides", [])),
                          **{key: _override_value(record, key) for key in swept},
                          **{column: math.nan for column in SCORE_COLUMNS}, "error": record.get("error", "")})
-    rows = rank(rows)
-    tally = counts(records)
+    return _dedupe(rows)
+
+
+def job_outcomes(records: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The records with a job whose process died mid-way (still RUNNING) counted as FAILED."""
+    return [dict(r, status="FAILED", error=r.get("error") or f"the job's process {r.get('pid')} died")
+            if r.get("status") == "RUNNING" else dict(r) for r in records.values()]
+
+
+def summarise_sweep(parent, invocation: str, swept: Sequence[str]) -> dict[str, Any]:
+    """Write the sweep's summary into its parent run and return it, all read from the store.
+
+    Parent metrics ``sweep_<outcome>`` count the jobs of this invocation; the table, the best
+    run and the plots cover every child of the parent (a resumed sweep includes the earlier
+    children and the runs its jobs reused).
+    """
+    from nnexp.sweep.job import read_job_records
+    from nnexp.sweep.tags import TAG_SWEEP_RUN
+    from nnexp.tracking.store import mark_stale_runs_failed
+
+    backend, store = parent.backend, parent.store
+    mark_stale_runs_failed(store)   # children whose worker died (SIGKILL) end FAILED now
+    (me,) = [r for r in backend.find_runs([store.experiment_id], tags={TAG_SWEEP_RUN: parent.run_id})]
+    all_records = read_job_records(me.tags)
+    records = {job: r for job, r in all_records.items() if r.get("invocation") == invocation}
+    rows = sweep_rows(backend, store.experiment_id, parent.run_id, swept, all_records)
+    tally = counts(job_outcomes(records))
     best = rows[0] if rows and rows[0]["outcome"] in ("finished", "early_stopped") else None
     summary = {"counts": tally, "best": best, "rows": rows}
 

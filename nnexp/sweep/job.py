@@ -1,0 +1,104 @@
+"""One job of a sweep, wherever it runs: join the parent from the job's own context, train,
+and record the job's outcome in the store.
+
+Each job writes its record twice on the parent run, as the tag ``nnexp.job.<num>``: once
+``RUNNING`` when it starts and once with its outcome (status, stop reason, run id, error) when
+it ends, also when it fails before its own run exists (a bad value in one job). A record still
+``RUNNING`` when the sweep ends is a job whose process died (SIGKILL, a lost node): the summary
+counts it FAILED. Nothing goes to the sweep folder.
+
+In a worker process (joblib, Ray, SLURM: not the driver) an interrupt ends the run as KILLED,
+writes the record and leaves the process at once (:func:`leave_worker`), so that a worker being
+stopped never picks up the next queued job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nnexp.sweep.context import JobContext
+from nnexp.sweep.tags import JOB_RECORD_PREFIX, TAG_INVOCATION, TAG_JOB
+
+MAX_ERROR = 1000   # characters of a job's error kept in its record (tags hold up to 8000)
+
+
+def record_job(store, context: JobContext, job: int, record: Mapping[str, Any]) -> None:
+    """Write ``record`` as the parent's tag ``nnexp.job.<job>``."""
+    text = json.dumps({**record, "invocation": context.invocation}, default=str, sort_keys=True)
+    store.backend.log_batch(context.parent_run_id, tags={f"{JOB_RECORD_PREFIX}{job}": text})
+
+
+def read_job_records(tags: Mapping[str, str], invocation: str | None = None) -> dict[int, dict[str, Any]]:
+    """The job records among a parent's tags, by job number (``invocation``: that call's only)."""
+    records = {}
+    for key, value in tags.items():
+        number = key.removeprefix(JOB_RECORD_PREFIX)
+        if not key.startswith(JOB_RECORD_PREFIX) or not number.isdigit():
+            continue
+        try:
+            record = json.loads(value)
+        except ValueError:
+            continue
+        if invocation is None or record.get("invocation") == invocation:
+            records[int(number)] = record
+    return dict(sorted(records.items()))
+
+
+def run_job(cfg: dict, *, job: int, overrides: Sequence[str], choices: Mapping[str, str],
+            show_progress: bool | None) -> tuple[float, str]:
+    """Run one job; returns its objective (best validation loss, +inf if none) and a one-line
+    report for the terminal. Never raises for a failed run, so the other jobs go on; an
+    interrupt is re-raised (in the driver) or ends the worker process (elsewhere)."""
+    from nnexp import app, tracking
+    from nnexp.cli import summary_line
+    from nnexp.errors import one_line
+
+    context = JobContext.from_environ()
+    if context is None:   # the sweep callback was taken out of the config: a plain run per job
+        result = app.run(cfg, overrides=overrides, choices=choices, show_progress=show_progress)
+        return result.objective, summary_line(result, multirun=True)
+    if isinstance(cfg.get("data"), dict) and "root" in cfg["data"]:
+        cfg["data"]["root"] = context.data_root_for(cfg["data"]["root"])
+    store = tracking.open_store(context.tracking_uri, context.experiment)
+    base = {"job": job, "overrides": list(overrides), "pid": os.getpid()}
+    record_job(store, context, job, {**base, "status": "RUNNING"})
+    try:
+        result = app.run(cfg, overrides=overrides, choices=choices, show_progress=show_progress,
+                         parent_run_id=context.parent_run_id, store=store,
+                         run_tags={TAG_JOB: str(job), TAG_INVOCATION: context.invocation})
+    except KeyboardInterrupt as interrupt:
+        with tracking.interrupts_held():
+            record_job(store, context, job, {**base, "status": "KILLED", "stop_reason": "killed",
+                                             "run_id": getattr(interrupt, "nnexp_run_id", None),
+                                             "error": str(interrupt) or "interrupted"})
+        if not context.in_driver():
+            leave_worker(interrupt)
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded; the sweep goes on
+        message = one_line(error)
+        record_job(store, context, job, {**base, "status": "FAILED", "stop_reason": "error",
+                                         "run_id": getattr(error, "nnexp_run_id", None),
+                                         "error": message[:MAX_ERROR]})
+        return math.inf, f"nnexp: job {job} ({' '.join(overrides)}) failed: {message}"
+    record_job(store, context, job, {**base, "status": result.status, "stop_reason": result.stop_reason,
+                                     "run_id": result.run_id, "objective": result.objective,
+                                     "config_hash": app.config_hash(cfg)})
+    return result.objective, f"job {job} ({' '.join(overrides)}): {summary_line(result, multirun=True)}"
+
+
+def leave_worker(interrupt: BaseException) -> None:
+    """End this worker process now (its run and record are closed): 128 + the signal number."""
+    from nnexp.outcome import EXIT_SIGNAL_BASE
+
+    signum = getattr(interrupt, "signum", 2)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(EXIT_SIGNAL_BASE + signum)

@@ -1,0 +1,159 @@
+"""Worker processes of parallel launchers (joblib): one BLAS thread each, started and warmed up
+early, and stopped cleanly when the sweep is interrupted.
+
+With the joblib launcher the worker processes are started, and import what a job needs (NumPy,
+nnexp, matplotlib: about 1 s), while the driver is still opening the store and creating the
+parent run (:func:`warm_up_workers`). On an interrupt the driver sends each worker SIGTERM and
+waits for it (:func:`stop_workers`): the worker's job ends its run as KILLED with every epoch
+logged, writes its record and leaves (:func:`nnexp.sweep.job.leave_worker`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                         "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+# how long the driver waits for interrupted workers to close their runs before killing them
+STOP_GRACE_SECONDS = 6.0
+
+
+def limit_blas_threads(config: DictConfig) -> None:
+    """With jobs in parallel processes, give each one BLAS thread so cores are not oversubscribed.
+
+    The variables must be set before the workers start and import NumPy; this process's own
+    NumPy is already loaded and keeps its threads (it does not train in a parallel sweep).
+    """
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs")
+    if n_jobs is not None and n_jobs != 1:
+        for variable in BLAS_THREAD_VARIABLES:
+            os.environ[variable] = "1"
+
+
+def _joblib_arguments(config: DictConfig) -> dict[str, Any] | None:
+    """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use for this sweep, or None
+    when another launcher runs it or jobs run one at a time.
+
+    They must be exactly the launcher's: joblib reuses its worker processes only for a call with
+    the same arguments.
+    """
+    launcher = OmegaConf.select(config, "hydra.launcher")
+    if launcher is None or "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    arguments = OmegaConf.to_container(launcher, resolve=True)
+    arguments.pop("_target_", None)
+    if arguments.get("n_jobs") == 1:
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    arguments["backend"] = "loky"  # as the launcher does
+    process_joblib_cfg(arguments)
+    return arguments
+
+
+def prepare_worker() -> int:
+    """Run in each joblib worker before the jobs: import nnexp's run path, NumPy and matplotlib,
+    so the worker's first job starts as fast as its later ones. (MLflow is not needed: jobs
+    write to the store the parent has made through :mod:`nnexp.tracking.sqlite_backend`.)"""
+    import nnexp.app  # noqa: F401
+    import nnexp.build  # noqa: F401
+    import nnexp.core  # noqa: F401
+    import nnexp.plots
+    import nnexp.progress  # noqa: F401
+    import nnexp.sweep.job  # noqa: F401
+    import nnexp.tracking  # noqa: F401
+
+    nnexp.plots.preload()
+    return os.getpid()
+
+
+def warm_up_workers(config: DictConfig) -> threading.Thread | None:
+    """Start the joblib launcher's worker processes now, in a background thread, each running
+    :func:`prepare_worker`; returns the thread (its ``worker_pids`` are the warmed processes
+    once it is done), or None.
+
+    Nothing waits for it: while the workers import, the parent creates the parent run and
+    Hydra composes every job's config to validate the sweep (about 0.1 s a job). The
+    launcher's own ``Parallel`` call, with the same arguments, reuses the same loky executor
+    even while the warm-up call is still running, and its jobs queue behind the warm-up tasks.
+    Best effort: if it fails, each worker imports what it needs in its first job instead.
+    """
+    arguments = _joblib_arguments(config)
+    if arguments is None:
+        return None
+
+    def warm() -> None:
+        try:
+            from joblib import Parallel, delayed, effective_n_jobs
+
+            workers = effective_n_jobs(arguments.get("n_jobs") or 1)
+            thread.worker_pids = set(Parallel(**arguments)(delayed(prepare_worker)() for _ in range(workers)))
+        except Exception as error:  # noqa: BLE001 - an optimisation; the jobs still run without it
+            print(f"sweep: workers not warmed up ({type(error).__name__}: {error})",
+                  file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=warm, name="nnexp-warm-up-workers", daemon=True)
+    thread.worker_pids = set()
+    thread.start()
+    return thread
+
+
+def is_joblib(config: DictConfig) -> bool:
+    return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the live child processes of ``pid`` (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, ValueError, IndexError):
+            continue   # gone meanwhile
+    return found
+
+
+def worker_pids() -> list[int]:
+    """This driver's joblib (loky) worker processes (its resource tracker left alone)."""
+    return [pid for pid, command in _children(os.getpid())
+            if "loky" in command and "resource_tracker" not in command]
+
+
+def stop_workers(grace: float = STOP_GRACE_SECONDS) -> list[int]:
+    """SIGTERM every worker, wait up to ``grace`` seconds for them to close their runs and
+    leave, SIGKILL any still there; returns the pids signalled."""
+    pids = worker_pids()
+    for pid in pids:
+        with _gone_ok():
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive &= {pid for pid, _ in _children(os.getpid())}
+        time.sleep(0.05)
+    for pid in alive:
+        print(f"sweep: worker {pid} did not stop within {grace:.0f} s; killed", file=sys.stderr, flush=True)
+        with _gone_ok():
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+class _gone_ok:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is ProcessLookupError
