@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from conftest import run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
