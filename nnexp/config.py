@@ -144,6 +144,7 @@ CHECKS: dict[str, Check] = {
     "early_stopping.patience": number(1, integer=True),
     "early_stopping.min_delta": number(0),
     "early_stopping.restore_best": boolean,
+    "gradcheck.at_epoch": number(0, integer=True),
     "diagnostics.enabled": boolean,
     "diagnostics.every": optional(number(1, integer=True)),
     "diagnostics.samples_per_epoch": number(1, integer=True),
