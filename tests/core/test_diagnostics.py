@@ -1,0 +1,159 @@
+"""Each training statistic of nnexp.core.diagnostics against a direct NumPy computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnexp.core import MLP
+from nnexp.core.diagnostics import LayerView, Recorder, distinct_units, unit_vectors
+
+_F = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}
+
+
+def _views(net, activation):
+    return [LayerView(k + 1, net.weights[k], net.grads[2 * k], net.biases[k], net.grads[2 * k + 1],
+                      activation=activation if k < net.n_layers - 1 else None)
+            for k in range(net.n_layers)]
+
+
+def _hidden(net, X, activation):
+    """The hidden activations A_1 .. A_{L-1}, computed directly."""
+    out, A = [], X
+    for W, b in zip(net.weights[:-1], net.biases[:-1]):
+        A = _F[activation](A @ W + b)
+        out.append(A)
+    return out
+
+
+def _train(net, activation, every, steps=5, lr=0.5, seed=1):
+    """``steps`` SGD steps on random batches, fed to a Recorder; returns its metrics and what a
+    direct computation gives for the sampled steps."""
+    rng = np.random.default_rng(seed)
+    recorder = Recorder(_views(net, activation), every=every)
+    grads, ratios, activations = [], [], []
+    for step in range(steps):
+        X = rng.normal(size=(7, net.sizes[0]))
+        Y = np.eye(net.sizes[-1])[rng.integers(0, net.sizes[-1], 7)]
+        net.loss_and_grads(X, Y)
+        hidden = _hidden(net, X, activation)
+        recorder.step(hidden)
+        before = [W.copy() for W in net.weights]
+        if step % every == 0:
+            grads.append([(np.linalg.norm(net.grads[2 * k]), np.linalg.norm(net.grads[2 * k + 1]))
+                          for k in range(net.n_layers)])
+            activations.append(hidden)
+        for p, g in zip(net.params, net.grads):
+            p -= lr * g
+        if step % every == 0:
+            ratios.append([np.linalg.norm(W - B) / np.linalg.norm(B) for W, B in zip(net.weights, before)])
+    return recorder.epoch_metrics(), grads, ratios, activations
+
+
+@pytest.mark.parametrize("every", [1, 2])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_statistics_equal_a_direct_computation(activation, every):
+    net = MLP([6, 5, 4, 3], activation=activation, init="normal", init_kwargs={"std": 2.0}, seed=3)
+    net.biases[0][:2] = -30.0   # two units of layer 1 saturated (sigmoid, tanh) or dead (ReLU)
+    metrics, grads, ratios, activations = _train(net, activation, every)
+    grads, ratios = np.array(grads), np.array(ratios)
+    for k in range(1, net.n_layers + 1):
+        assert metrics[f"layer{k}/grad_norm"] == pytest.approx(grads[:, k - 1, 0].mean(), rel=1e-12)
+        assert metrics[f"layer{k}/bias_grad_norm"] == pytest.approx(grads[:, k - 1, 1].mean(), rel=1e-12)
+        assert metrics[f"layer{k}/update_ratio"] == pytest.approx(ratios[:, k - 1].mean(), rel=1e-12)
+        assert metrics[f"layer{k}/weight_norm"] == pytest.approx(np.linalg.norm(net.weights[k - 1]), rel=1e-12)
+    for k in range(1, net.n_layers):
+        A = np.concatenate([hidden[k - 1] for hidden in activations])
+        assert metrics[f"layer{k}/act_mean"] == pytest.approx(A.mean(), rel=1e-12)
+        assert metrics[f"layer{k}/act_std"] == pytest.approx(A.std(), rel=1e-9)
+        if activation == "sigmoid":
+            assert metrics[f"layer{k}/saturated_fraction"] == np.mean((A < 0.02) | (A > 0.98))
+        if activation == "tanh":
+            assert metrics[f"layer{k}/saturated_fraction"] == np.mean(np.abs(A) > 0.98)
+        if activation == "relu":
+            assert metrics[f"layer{k}/dead_fraction"] == np.mean((A <= 0).all(axis=0))
+        assert metrics[f"layer{k}/distinct_units"] == net.sizes[k]
+    # the fractions above are not trivially all zero or one
+    fractions = [v for key, v in metrics.items() if key.endswith(("saturated_fraction", "dead_fraction"))]
+    assert any(0 < v < 1 for v in fractions)
+
+
+def test_statistics_that_do_not_apply_are_absent():
+    net = MLP([4, 3, 3, 2], activation="tanh", seed=0)
+    metrics = _train(net, "tanh", every=1, steps=2)[0]
+    assert not any(key.endswith("dead_fraction") for key in metrics)
+    last = f"layer{net.n_layers}/"
+    assert {key.removeprefix(last) for key in metrics if key.startswith(last)} == {
+        "grad_norm", "bias_grad_norm", "weight_norm", "update_ratio"}
+    relu = _train(MLP([4, 3, 2], activation="relu", seed=0), "relu", every=1, steps=2)[0]
+    assert "layer1/dead_fraction" in relu and "layer1/saturated_fraction" not in relu
+
+
+def test_sampling_counts_the_first_step_of_every_epoch_and_resets():
+    net = MLP([4, 3, 2], activation="relu", seed=0)
+    recorder = Recorder(_views(net, "relu"), every=3)
+    for epoch_steps in (7, 2):
+        for _ in range(epoch_steps):
+            net.loss_and_grads(np.ones((2, 4)), np.eye(2))
+            recorder.step()
+        expected = -(-epoch_steps // 3)
+        assert recorder.samples == expected
+        metrics = recorder.epoch_metrics()
+        assert recorder.samples == 0 and "layer1/grad_norm" in metrics
+
+
+def test_a_halved_layout_gives_the_same_numbers():
+    """act_scale: the array passed is A / 2 (a halved internal layout), the statistics are A's."""
+    rng = np.random.default_rng(0)
+    W, dW = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    A = 1 / (1 + np.exp(-3 * rng.normal(size=(50, 4))))
+    plain = Recorder([LayerView(1, W, dW, activation="sigmoid")])
+    halved = Recorder([LayerView(1, W, dW, activation="sigmoid", act_scale=2.0)])
+    plain.step([A])
+    halved.step([A / 2])
+    a, b = plain.epoch_metrics(), halved.epoch_metrics()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-12), key
+    assert 0 < a["layer1/saturated_fraction"] < 1
+
+
+def test_distinct_units_constant_random_and_near_duplicates():
+    rng = np.random.default_rng(0)
+    for init, kwargs, expected in (("constant", {"value": 0.3}, 1), ("constant", {}, 1),
+                                   ("he", {}, None)):
+        net = MLP([8, 6, 5, 2], activation="tanh", init=init, init_kwargs=kwargs, seed=0)
+        for k, width in ((0, 6), (1, 5)):
+            layer = _views(net, "tanh")[k]
+            assert distinct_units(unit_vectors(layer)) == (expected or width)
+    v, w = rng.normal(size=10), rng.normal(size=10)
+    assert distinct_units(np.stack([v, v, w, v + 1e-9, w * (1 + 1e-3)])) == 3
+    assert distinct_units(np.stack([v])) == 1
+
+
+def test_dropout_and_batch_norm_statistics():
+    rng = np.random.default_rng(0)
+    W, dW = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    gamma, beta = np.ones(4), np.zeros(4)
+    mean, var = rng.normal(size=4), rng.uniform(0.5, 2, size=4)
+    layer = LayerView(1, W, dW, activation="relu", unit_extra=(gamma, beta), running_mean=mean,
+                      running_var=var, dropout=0.5)
+    recorder = Recorder([layer])
+    masks = [rng.random((5, 4)) > 0.5 for _ in range(3)]
+    for mask in masks:
+        recorder.step([np.abs(rng.normal(size=(5, 4)))], masks={1: mask})
+    metrics = recorder.epoch_metrics()
+    assert metrics["layer1/dropout_kept_fraction"] == np.mean(masks)
+    assert metrics["layer1/bn_mean"] == pytest.approx(mean.mean(), rel=1e-12)
+    assert metrics["layer1/bn_std"] == pytest.approx(np.sqrt(var).mean(), rel=1e-12)
+    beta[0] = 1.0   # two units with equal weights but different batch-norm shifts differ
+    W[:, 1] = W[:, 0]
+    assert recorder.epoch_metrics()["layer1/distinct_units"] == 4
+    beta[0] = 0.0
+    assert recorder.epoch_metrics()["layer1/distinct_units"] == 3
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_every_must_be_a_positive_whole_number(every):
+    with pytest.raises(ValueError, match="every"):
+        Recorder([], every=every)
