@@ -38,7 +38,7 @@ def test_a_run_reports_where_its_errors_are(tmp_path, tracking_uri, switch):
 
 
 def test_a_sweep_comparison_names_each_childs_worst_class(tmp_path, tracking_uri):
-    run_cli("-m", "epochs=2", "progress=false", "lr=0.01,0.1", cwd=tmp_path, check=True)
+    run_cli("-m", "epochs=2", "progress=false", "diagnostics=on", "lr=0.01,0.1", cwd=tmp_path, check=True)
     client, runs = _runs(tracking_uri)
     parent = next(r for r in runs if r.data.tags.get("nnexp.sweep") == "parent")
     path = client.download_artifacts(parent.info.run_id, "comparison.csv", str(tmp_path))
