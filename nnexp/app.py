@@ -223,7 +223,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         mlflow_run.log_params(params)
         from nnexp.progress import ProgressBar
 
-        diagnostics = None   # the per-layer statistics join once fit has its on_step hook
+        diagnostics = _diagnostics(cfg, net, data)
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
             def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
                 if diagnostics is not None:   # the layer statistics go in the same write
@@ -233,7 +233,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
 
             history = fit(net, optimizer, train=data.train, val=data.val, epochs=cfg["epochs"],
                           batch_size=cfg["batch_size"], early_stopping=early_stopping,
-                          seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress)
+                          seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress,
+                          on_step=diagnostics.hook if diagnostics is not None else None)
 
         # The logged model and the test scores are both the best-validation weights.
         if history.best_params is not None:
@@ -280,6 +281,15 @@ def final_metrics(net, data, history) -> dict[str, float]:
     best_val = history.best("val_loss") if history.val_loss and history.best_epoch else math.nan
     return {"test_loss": float(test_loss), "test_acc": float(test_acc), "best_val_loss": float(best_val),
             "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
+
+
+def _diagnostics(cfg, net, data):
+    """The run's per-layer statistics (:mod:`nnexp.report.run_report`), None with diagnostics=off."""
+    if not cfg["diagnostics"]["enabled"]:
+        return None
+    from nnexp.report.run_report import EpochDiagnostics, every_for
+
+    return EpochDiagnostics(net, every_for(cfg["diagnostics"], data.train[0].shape[0], cfg["batch_size"]))
 
 
 def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):

@@ -218,7 +218,12 @@ class Recorder:
 
     # ------------------------------------------------------------------ per epoch
     def epoch_metrics(self) -> dict[str, float]:
-        """``{"layer<k>/<statistic>": value}`` for the epoch just ended; resets the sums."""
+        """``{"layer<k>/<statistic>": value}`` for the epoch just ended; resets the sums.
+        (A diverged network's inf/nan weights give inf/nan statistics, without warnings.)"""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._epoch_metrics()
+
+    def _epoch_metrics(self) -> dict[str, float]:
         if self._pending:
             self._finish_update()
         out: dict[str, float] = {}
@@ -256,3 +261,26 @@ class Recorder:
         if sums.unit_max is not None:
             out[name + "dead_fraction"] = float(np.count_nonzero(sums.unit_max <= 0.0)) / sums.unit_max.size
         return out
+
+
+def recorder_for(net, every: int = 1, rtol: float = DISTINCT_RTOL) -> Recorder:
+    """A :class:`Recorder` of an :class:`~nnexp.core.MLP` with ``hook``, its ``fit(on_step=)``
+    callback: reads the batch's hidden activations from the workspace ``fit`` passes (stored
+    transposed, ``(width, n)``, and halved for a sigmoid network: see network's docstring)."""
+    n_layers = net.n_layers
+    # the factor each hidden output is stored with: the input scale of the next layer
+    scales = list(getattr(net, "_scales", [1.0] * n_layers))
+    layers = [LayerView(k + 1, net.weights[k], net.grads[2 * k], net.biases[k], net.grads[2 * k + 1],
+                        activation=net.activation if k < n_layers - 1 else None,
+                        act_scale=1.0 / scales[k + 1] if k < n_layers - 1 else 1.0)
+              for k in range(n_layers)]
+    recorder = Recorder(layers, every=every, rtol=rtol)
+
+    def hook(ws) -> None:
+        if recorder._calls % recorder.every and not recorder._pending:
+            recorder._calls += 1     # a step that is not sampled: nothing else to do
+            return
+        recorder.step([H.T for H in ws.Hin] if recorder._calls % recorder.every == 0 else ())
+
+    recorder.hook = hook
+    return recorder

@@ -157,3 +157,48 @@ def test_dropout_and_batch_norm_statistics():
 def test_every_must_be_a_positive_whole_number(every):
     with pytest.raises(ValueError, match="every"):
         Recorder([], every=every)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_fit_hook_statistics_equal_a_direct_computation(activation):
+    """Through fit's on_step: one full-batch step, statistics of the initial network (the
+    sigmoid network stores its activations halved; the recorder undoes that)."""
+    from nnexp.core import SGD, fit
+    from nnexp.core.diagnostics import recorder_for
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20, 5)), np.eye(3)[rng.integers(0, 3, 20)]
+    net = MLP([5, 6, 4, 3], activation=activation, seed=2)
+    reference = MLP([5, 6, 4, 3], activation=activation, seed=2)
+    _, grads = reference.loss_and_grads(X, Y)
+    hidden = _hidden(reference, X, activation)
+    recorder = recorder_for(net)
+    fit(net, SGD(lr=0.1), (X, Y), epochs=1, batch_size=None, on_step=recorder.hook,
+        on_epoch=lambda epoch, m: metrics.update(recorder.epoch_metrics()))
+    for k in range(1, 4):
+        assert metrics[f"layer{k}/grad_norm"] == pytest.approx(np.linalg.norm(grads[2 * k - 2]), rel=1e-9)
+        step = np.linalg.norm(0.1 * grads[2 * k - 2]) / np.linalg.norm(reference.weights[k - 1])
+        assert metrics[f"layer{k}/update_ratio"] == pytest.approx(step, rel=1e-9)
+    for k in (1, 2):
+        assert metrics[f"layer{k}/act_mean"] == pytest.approx(hidden[k - 1].mean(), rel=1e-9)
+        assert metrics[f"layer{k}/act_std"] == pytest.approx(hidden[k - 1].std(), rel=1e-7)
+
+
+metrics: dict = {}
+
+
+def test_without_the_hook_fit_is_unchanged_and_with_it_equal_up_to_rounding():
+    from nnexp.core import SGD, Adam, fit
+    from nnexp.core.diagnostics import recorder_for
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 5)), np.eye(3)[rng.integers(0, 3, 64)]
+    for make in (lambda: SGD(lr=0.1), lambda: Adam(lr=0.01)):
+        runs = []
+        for hook in (False, False, True):
+            net = MLP([5, 6, 3], activation="sigmoid", seed=2)
+            h = fit(net, make(), (X, Y), epochs=3, batch_size=8,
+                    on_step=recorder_for(net, every=2).hook if hook else None)
+            runs.append((h.train_loss, net.flat.copy()))
+        assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+        np.testing.assert_allclose(runs[2][1], runs[0][1], rtol=1e-10, atol=1e-12)

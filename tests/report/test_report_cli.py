@@ -28,7 +28,10 @@ def test_a_run_reports_where_its_errors_are(tmp_path, tracking_uri, switch):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     if switch == "on":
         assert classes == {"test_acc/benign", "test_acc/malignant"}
-        assert "confusion_matrix.png" in artifacts
+        assert {"confusion_matrix.png", "dynamics.png"} <= artifacts
+        assert {"layer1/grad_norm", "layer1/dead_fraction", "layer1/distinct_units",
+                "layer3/update_ratio"} <= set(run.data.metrics)
+        assert len(client.get_metric_history(run.info.run_id, "layer1/grad_norm")) == 3
     else:
         assert not classes and not any("/" in k for k in run.data.metrics)
         assert "confusion_matrix.png" not in artifacts
