@@ -223,14 +223,18 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         mlflow_run.log_params(params)
         from nnexp.progress import ProgressBar
 
+        diagnostics = _diagnostics(cfg, net, data)
         with ProgressBar(cfg["epochs"], run_name(cfg), enabled=show_progress) as bar:
             def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+                if diagnostics is not None:   # the layer statistics go in the same write
+                    metrics = diagnostics.add(epoch, metrics)
                 mlflow_run.log_epoch(epoch, metrics)
                 bar.epoch_done(epoch, metrics)
 
             history = fit(net, optimizer, train=data.train, val=data.val, epochs=cfg["epochs"],
                           batch_size=cfg["batch_size"], early_stopping=early_stopping,
-                          seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress)
+                          seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress,
+                          on_step=diagnostics.hook if diagnostics is not None else None)
 
         # The logged model and the test scores are both the best-validation weights.
         if history.best_params is not None:
@@ -239,6 +243,12 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
+        if cfg["diagnostics"]["enabled"]:   # test_acc/<class>, dynamics.png, confusion_matrix.png
+            from nnexp.report.run_report import log_run_report
+
+            class_metrics = log_run_report(mlflow_run, net, data, diagnostics, title=run_name(cfg))
+            mlflow_run.log_metrics(class_metrics)
+            metrics |= class_metrics
         model = _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
@@ -273,6 +283,15 @@ def final_metrics(net, data, history) -> dict[str, float]:
             "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
 
 
+def _diagnostics(cfg, net, data):
+    """The run's per-layer statistics (:mod:`nnexp.report.run_report`), None with diagnostics=off."""
+    if not cfg["diagnostics"]["enabled"]:
+        return None
+    from nnexp.report.run_report import EpochDiagnostics, every_for
+
+    return EpochDiagnostics(net, every_for(cfg["diagnostics"], data.train[0].shape[0], cfg["batch_size"]))
+
+
 def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
     """config.yaml, learning_curves.png, weights.npz and (optionally) the LoggedModel, which
     takes raw features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
@@ -301,6 +320,26 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
                                 data.raw_example)
 
 
+def _gradcheck_rows(net, train):
+    """The first :data:`GRADCHECK_SAMPLES` training rows none of whose ReLU inputs sits on the
+    kink (central differences are meaningless there); says how many were skipped."""
+    import numpy as np
+
+    from nnexp.core.gradcheck_detail import near_kinks
+
+    X, Y = train
+    kinked = near_kinks(net, X[:GRADCHECK_SAMPLES * 4])
+    keep = np.flatnonzero(~kinked)[:GRADCHECK_SAMPLES]
+    skipped = int(np.count_nonzero(kinked[:keep[-1] + 1])) if keep.size else int(kinked.sum())
+    if skipped:
+        print(f"gradcheck: skipped {skipped} training row(s) with a ReLU input within 1e-4 of its "
+              f"kink (e.g. a row at the origin with zero biases), where central differences "
+              f"are not a derivative")
+    if not keep.size:
+        keep = np.arange(min(GRADCHECK_SAMPLES, X.shape[0]))
+    return X[keep], Y[keep]
+
+
 def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
                   parent_run_id: str | None = None, experiment: str | None = None,
                   store=None) -> RunResult:
@@ -311,16 +350,26 @@ def run_gradcheck(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (),
     The run is FINISHED when every error is below :data:`GRADCHECK_TOLERANCE`, else FAILED.
     """
     from nnexp import build, tracking
-    from nnexp.core import gradcheck
+    from nnexp.core.gradcheck_detail import worst_entries
 
     data = load_data(cfg, dtype="float64")
     net = build.build_model(cfg, data.n_inputs, data.n_outputs, dtype="float64")
-    X, Y = (array[:GRADCHECK_SAMPLES] for array in data.train)
-    errors = gradcheck(net, X, Y, floor=GRADCHECK_FLOOR)
+    at_epoch = cfg.get("gradcheck", {}).get("at_epoch", 0)
+    if at_epoch:   # the check at a chosen point of training, not only at initialisation
+        from nnexp.core import fit
+
+        fit(net, build.build_optimizer(cfg), train=data.train, epochs=at_epoch,
+            batch_size=cfg["batch_size"], seed=cfg["seed"])
+        print(f"gradcheck after {at_epoch} epoch(s) of training")
+    X, Y = _gradcheck_rows(net, data.train)
+    found = worst_entries(net, X, Y, floor=GRADCHECK_FLOOR)
+    errors = {name: entry.error for name, entry in found.items()}
     worst = max(errors.values())
     passed = worst < GRADCHECK_TOLERANCE
-    for name, error in errors.items():
-        print(f"{name:>6}  max relative error {error:.3e}  {'ok' if error < GRADCHECK_TOLERANCE else 'FAIL'}")
+    for name, entry in found.items():
+        print(f"{name:>6}  max relative error {entry.error:.3e} at {name}{list(entry.index)}: analytic "
+              f"{entry.analytic:.6e}, numerical {entry.numeric:.6e}  "
+              f"{'ok' if entry.error < GRADCHECK_TOLERANCE else 'FAIL'}")
 
     store = store or open_experiment(cfg, experiment)
     mlflow_run = tracking.TrackedRun.start(

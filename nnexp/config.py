@@ -144,6 +144,10 @@ CHECKS: dict[str, Check] = {
     "early_stopping.patience": number(1, integer=True),
     "early_stopping.min_delta": number(0),
     "early_stopping.restore_best": boolean,
+    "gradcheck.at_epoch": number(0, integer=True),
+    "diagnostics.enabled": boolean,
+    "diagnostics.every": optional(number(1, integer=True)),
+    "diagnostics.samples_per_epoch": number(1, integer=True),
     "tracking.uri": optional(text),
     "tracking.experiment": optional(text),
     "tracking.run_name": optional(text),
@@ -191,8 +195,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     flat = flatten(cfg)
     for key, check in CHECKS.items():
         if key not in flat:
-            if key.startswith("early_stopping.") and not flat.get("early_stopping.enabled"):
-                continue  # `early_stopping=off` carries only `enabled`
+            group = key.partition(".")[0]
+            if group in ("early_stopping", "diagnostics") and not flat.get(f"{group}.enabled"):
+                continue  # `early_stopping=off` and `diagnostics=off` carry only `enabled`
             raise ConfigError(f"{key} is missing from the config (set it with +{key}=...)")
         problem = check(flat[key])
         if problem:

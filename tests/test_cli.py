@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,7 +143,11 @@ def test_installed_wheel_runs_from_any_directory(tmp_path, workdir):
     wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(repo)],
+    # built from a copy: setuptools leaves a build/ folder in the tree it builds
+    source = tmp_path / "source"
+    shutil.copytree(repo, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "outputs", "multirun", "mlruns", "*.db", "__pycache__", "*.egg-info", ".pytest_cache"))
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)],
                    check=True, timeout=300, capture_output=True)
     (wheel,) = wheels.glob("nnexp-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],

@@ -18,6 +18,15 @@ def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
 
 
+# Hydra plugins an option selects, as (module, what to install): skipped cleanly when absent.
+PLUGINS = {"override /hydra/sweeper: optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper")}
+
+
+def plugin_needed(group: str, option: str) -> tuple[str, str] | None:
+    text = (CONF / group / f"{option}.yaml").read_text()
+    return next((plugin for line, plugin in PLUGINS.items() if line in text), None)
+
+
 ALL_OPTIONS = [(group, option) for group in GROUPS for option in options(group)]
 
 
@@ -28,6 +37,9 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
 def test_every_option_composes_validates_and_builds(compose, group, option):
+    needs = plugin_needed(group, option)
+    if needs:
+        pytest.importorskip(needs[0], reason=f"{group}={option} needs {needs[1]} (pip install -e \".[optuna]\")")
     override = f"+{group}={option}" if group == "sweep" else f"{group}={option}"
     cfg = compose(override)
     validate(cfg)

@@ -69,7 +69,8 @@ def _split(flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
 def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32,
         early_stopping: EarlyStopping | None = None, seed: int = 0,
         on_epoch: Callable[[int, dict], None] | None = None,
-        progress: Callable[[int, int, int, float], None] | None = None) -> History:
+        progress: Callable[[int, int, int, float], None] | None = None,
+        on_step: Callable[[object], None] | None = None) -> History:
     """Train ``net`` with ``opt`` on ``train = (X, Y)``; returns a :class:`History`.
 
     Each epoch (numbered from 1): ``opt.set_epoch(epoch - 1)``; one permutation of the
@@ -92,6 +93,12 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
       weights if none finished) are restored, ``stop_reason="diverged"``. Non-finite weights
       or validation loss at the end of an epoch are treated the same way. Floating-point
       warnings are silenced while batches run, since this guard reports divergence itself.
+
+    ``on_step(ws)``, if given, is called for every batch after its gradients and before the
+    update: ``net.grads`` then hold the true gradients of the batch's mean loss and ``ws``
+    (the network's workspace for the batch, internal layout) its activations; with ``on_step``
+    the lr-folding and Adam's scaled fast paths are off (same numbers up to rounding), without
+    it nothing changes. (:func:`nnexp.core.diagnostics.recorder_for` builds such a hook.)
 
     ``progress(epoch, batches_done, n_batches, running_loss)``, if given, is called about 20
     times per epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
@@ -152,11 +159,11 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     # Plain SGD (exactly SGD, no weight decay) folds lr into the 1/n of the output delta: the
     # gradients are linear in it, so backprop yields lr * g and the update is one subtraction
     # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
-    fold_lr = type(opt) is SGD and not opt.weight_decay
+    fold_lr = type(opt) is SGD and not opt.weight_decay and on_step is None
     flat, grad_flat, subtract = net.flat, net.grad_flat, np.subtract
     # Adam (exactly, no weight decay): its scaled-gradient mode, 9 passes a step instead of 10
     # (see Adam._scaled_apply); the factor goes into the output delta like lr above.
-    scaled_adam = type(opt) is Adam and opt._scaled_ok()
+    scaled_adam = type(opt) is Adam and opt._scaled_ok() and on_step is None
     if scaled_adam:
         adam_scales = {size: np.array(1.0 / size, net.dtype) for size in workspaces}
     # Other optimizers: the update without step()'s identity check while the arrays are the
@@ -207,6 +214,8 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
                             break
                         loss_sum += loss * (stop - start)
                         label(ws.P, predicted[start:stop])
+                        if on_step is not None:
+                            on_step(ws)
                         if fold_lr:
                             opt.t += 1
                             subtract(flat, grad_flat, flat)   # w <- w - lr g

@@ -148,9 +148,9 @@ class SweepCallback(Callback):
         experiment = identity.experiment_name(config)
         self.store = store = tracking.open_store(uri, experiment)
         key, invocation = identity.sweep_key(config), uuid.uuid4().hex[:12]
+        _own_folder(config)
         parent = _reopen_parent(store, key, invocation) if OmegaConf.select(config, "tracking.resume") else None
         self.parent = out.parent = parent or _start_parent(store, config, key, invocation)
-        _own_folder(config)
         root = OmegaConf.select(config, "data.root", default=None)
         self.context = JobContext.for_driver(self.parent.run_id, experiment, uri, invocation, data_root=root)
         _append_overrides(config, self.context.overrides())

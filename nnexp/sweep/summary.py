@@ -56,6 +56,7 @@ def child_rows(backend, experiment_id: str, parent_run_id: str, swept: Sequence[
 
 def _rows_of(runs, swept: Sequence[str]) -> list[dict[str, Any]]:
     from nnexp.app import TAG_CONFIG_HASH
+    from nnexp.report.sweep_report import worst_class
 
     rows = []
     for run in runs:
@@ -67,6 +68,7 @@ def _rows_of(runs, swept: Sequence[str]) -> list[dict[str, Any]]:
             row[key] = params.get(param_for(key, params))
         for column in SCORE_COLUMNS:
             row[column] = metrics.get(column, math.nan)
+        row.update(worst_class(metrics))
         row["error"] = tags.get("nnexp.error", "")
         row["config_hash"] = tags.get(TAG_CONFIG_HASH, "")
         rows.append(row)
@@ -130,8 +132,10 @@ def format_counts(summary: Mapping[str, Any]) -> str:
 
 
 def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str], folder: Path) -> list[Path]:
-    """learning_curves.png (every child's validation curves overlaid) and score_vs_<key>.png."""
+    """learning_curves.png (every child's validation curves overlaid), score_vs_<key>.png and
+    gradient_flow.png/.csv (children that logged per-layer gradient norms)."""
     from nnexp.plots import overlay_curves, score_against
+    from nnexp.report.sweep_report import gradient_flow
 
     histories = {}
     for row in rows:
@@ -145,6 +149,7 @@ def write_plots(backend, rows: Sequence[Mapping[str, Any]], swept: Sequence[str]
         others = [k for k in swept if k != key]
         paths.append(score_against(rows, key, others[0] if others else None,
                                    folder / f"score_vs_{key.lstrip('+~').replace('/', '_')}.png"))
+    paths += gradient_flow(backend, rows, swept, folder)
     return paths
 
 

@@ -26,7 +26,7 @@ from nnexp.errors import TrackingError
 
 # Tables every MLflow store has, whatever its version.
 MLFLOW_TABLES = {"alembic_version", "experiments", "runs"}
-DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "disk i/o error", "file is encrypted")
+DAMAGE_WORDS = ("malformed", "corrupt")   # a damaged SQLite file, as opposed to no SQLite file at all
 
 
 def damaged(db: Path, error: Exception) -> TrackingError:
@@ -58,8 +58,8 @@ def check(db: Path) -> None:
     except sqlite3.DatabaseError as error:
         if is_damage(error):
             raise damaged(db, error) from None
-        raise TrackingError(f"cannot open the MLflow store {db}: {error} (is another program holding it "
-                            f"locked?)") from None
+        raise TrackingError(f"the MLflow store {db} is not a usable SQLite database ({error}); move it "
+                            f"aside or choose another with MLFLOW_TRACKING_URI") from None
     if found and not MLFLOW_TABLES <= found:
         shown = ", ".join(sorted(found)[:5]) + (", ..." if len(found) > 5 else "")
         raise TrackingError(f"{db} is a SQLite database of another application (tables: {shown}), not an "

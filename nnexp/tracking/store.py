@@ -29,7 +29,6 @@ import gc
 import os
 import socket
 import sqlite3
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,7 +60,7 @@ _legacy_noted = False
 
 def default_uri() -> str:
     """``sqlite:///<cwd>/mlflow.db`` (MLflow's own default), or an earlier nnexp's
-    ``<cwd>/mlruns/mlflow.db`` while that exists and ``mlflow.db`` does not (said once, on stderr)."""
+    ``<cwd>/mlruns/mlflow.db`` while that exists and ``mlflow.db`` does not (said once, on stdout)."""
     global _legacy_noted
     new, legacy = Path(DEFAULT_DB).resolve(), LEGACY_DB.resolve()
     if not new.exists() and legacy.is_file():
@@ -69,7 +68,7 @@ def default_uri() -> str:
             _legacy_noted = True
             print(f"nnexp: note: using the store of an earlier nnexp, {legacy} (MLflow's own default is "
                   f"./mlflow.db; for plain `mlflow ui` set MLFLOW_TRACKING_URI=sqlite:///{legacy})",
-                  file=sys.stderr, flush=True)
+                  flush=True)   # stdout: a note, not an error (stderr holds only what went wrong)
         return f"sqlite:///{legacy}"
     return f"sqlite:///{new}"
 

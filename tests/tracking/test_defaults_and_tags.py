@@ -32,7 +32,7 @@ def test_an_earlier_nnexp_store_is_still_used_with_a_note(tmp_path, monkeypatch,
     shutil.copy(migrated_db, tmp_path / "mlruns" / "mlflow.db")
     assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     tracking.resolve_uri(None)
-    note = capsys.readouterr().err.splitlines()
+    note = capsys.readouterr().out.splitlines()
     assert len(note) == 1 and "earlier nnexp" in note[0] and "mlruns/mlflow.db" in note[0]
     # once MLflow's default exists, it wins
     shutil.copy(migrated_db, tmp_path / "mlflow.db")

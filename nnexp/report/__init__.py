@@ -1,0 +1,1 @@
+"""Pictures and tables made from runs: training dynamics, confusion matrices, sweep comparisons."""
