@@ -1,0 +1,89 @@
+"""A 4-job sweep on a one-node SLURM cluster (Debian's slurm 22.05 + munge), one job scancel'd.
+
+The cluster runs in a private network namespace (``unshare -n``; Slurm will not bind a
+loopback-only host, so ``lo`` gets an extra address there, see ``slurm_node.sh``). The store is
+an absolute SQLite path, as on a shared filesystem. The cancelled job must end KILLED and the
+driver must not hang waiting for it (submitit polls ``sacct``, absent without accounting).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.infra.services import stop
+
+pytestmark = pytest.mark.slow
+HERE = Path(__file__).parent
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (unshare -n, slurmd)"
+    missing = [c for c in ("slurmctld", "slurmd", "munged", "sbatch", "unshare", "nsenter", "ip")
+               if shutil.which(c) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install slurmctld slurmd slurm-client munge)"
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:
+        return "hydra-submitit-launcher not installed (pip install -e '.[slurm]')"
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        return "cannot create a network namespace here (unshare -n)"
+    return None
+
+
+def _in_namespace(pid: int, folder: Path, *argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")}
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", *argv], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_slurm_sweep_with_a_cancelled_job(tmp_path, migrated_db):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="nnexp-slurm-", dir="/tmp"))
+    folder.chmod(0o755)
+    shutil.copy(migrated_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["unshare", "-n", "bash", str(HERE / "slurm_node.sh"), str(folder), sys.executable, "-m",
+            "nnexp", "-m", "hydra/launcher=slurm", "hydra.launcher.timeout_min=10", "data=spiral",
+            "epochs=4000", "early_stopping=off", "progress=false", f"tracking.uri={uri}",
+            "tracking.experiment=slurm", f"hydra.sweep.dir={tmp_path / 'sweep'}", "seed=0,1,2,3"]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "SLURM_CONF": str(folder / "slurm.conf")}
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        deadline, jobs = time.monotonic() + 120, []
+        while time.monotonic() < deadline and not any(j.endswith(" R") for j in jobs):
+            time.sleep(1)
+            assert driver.poll() is None, log.read_text()[-3000:]
+            jobs = _in_namespace(driver.pid, folder, "squeue", "-h", "-o", "%i %t").stdout.split("\n")
+            jobs = [j for j in jobs if j.strip()]
+        assert any(j.endswith(" R") for j in jobs), log.read_text()[-3000:]
+        time.sleep(8)  # the jobs have opened their runs
+        victim = next(j.split()[0] for j in jobs if j.split()[1] == "R")
+        _in_namespace(driver.pid, folder, "scancel", victim)
+        driver.wait(timeout=120)  # no hang: the driver returns though one job wrote no result
+    finally:
+        stop(driver)
+        shutil.rmtree(folder, ignore_errors=True)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("slurm")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4, log.read_text()[-3000:]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 3 + ["KILLED"], log.read_text()[-3000:]
+    assert "RUNNING" not in {r.info.status for r in runs}
