@@ -50,3 +50,11 @@ def test_a_sweep_comparison_names_each_childs_worst_class(tmp_path, tracking_uri
         per_class = {k[len("test_acc/"):]: v for k, v in child.data.metrics.items() if k.startswith("test_acc/")}
         assert row["worst_class"] == min(per_class, key=per_class.get)
         assert float(row["worst_class_acc"]) == min(per_class.values())
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"gradient_flow.png", "gradient_flow.csv"} <= artifacts
+    flow = client.download_artifacts(parent.info.run_id, "gradient_flow.csv", str(tmp_path))
+    with open(flow) as handle:
+        entries = list(csv.DictReader(handle))
+    assert sorted((e["run_id"], e["epoch"]) for e in entries) == sorted(
+        (row["run_id"], when) for row in rows for when in ("first", "best"))
+    assert all(float(e["layer1"]) > 0 and float(e["layer3"]) > 0 for e in entries)
