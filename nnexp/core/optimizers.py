@@ -88,15 +88,25 @@ class Optimizer:
         self.weight_decay = positive(weight_decay, "weight_decay", allow_zero=True)
         self.clip_norm = None if clip_norm is None else positive(clip_norm, "clip_norm")
         self.schedule = Constant() if schedule is None else schedule
-        if not callable(self.schedule):
-            raise TypeError(f"schedule must be callable as schedule(base_lr, epoch), got {schedule!r}")
         self.total_steps: int | None = None
         self.reset()
 
     @property
+    def schedule(self):
+        """The learning-rate schedule (:mod:`nnexp.core.schedules`)."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule) -> None:
+        if not callable(schedule):
+            raise TypeError(f"schedule must be callable as schedule(base_lr, epoch), got {schedule!r}")
+        self._schedule = schedule
+        self._per_step = bool(getattr(schedule, "per_step", False))   # read at every step
+
+    @property
     def per_step(self) -> bool:
         """Whether the schedule sets ``lr`` at every step (else once per epoch)."""
-        return bool(getattr(self.schedule, "per_step", False))
+        return self._per_step
 
     def begin_training(self, total_steps: int) -> None:
         """Announce a training of ``total_steps`` steps (``fit`` calls it once, before the
@@ -125,7 +135,7 @@ class Optimizer:
 
     def _advance(self) -> None:
         """Count the step about to be taken, and set its ``lr`` from a per-step schedule."""
-        if self.per_step:
+        if self._per_step:
             if self.total_steps is None:
                 raise RuntimeError(f"{self.schedule!r} is a per-step schedule: call "
                                    f"opt.begin_training(total_steps) before the first step "

@@ -16,7 +16,9 @@ InverseTimeDecay   lr0 / (1 + decay_rate * epoch)
 (counted from 0) of a training of ``T`` steps. The optimizer learns ``T`` from
 ``opt.begin_training(T)`` (``fit`` calls it once, with epochs x batches per epoch) and sets
 ``opt.lr`` from the schedule inside every step; ``set_epoch`` leaves it alone. A step past the
-end (``k >= T``) gets the rate of the end.
+end (``k >= T``) gets the rate of the end. ``T`` is the planned length: a training that stops
+early (early stopping, divergence) ends before the schedule does. ``fit`` records as an epoch's
+``lr`` the rate of its last step.
 
 =================  ==========================================================================
 CosineDecay        k < W: lr0 (k + 1) / (W + 1);  then min_lr + (lr0 - min_lr)(1 + cos(pi p))/2,
