@@ -338,7 +338,7 @@ class Adam(Optimizer):
     # U has taken g it serves as the scratch: (s_t g)^2 and the step are computed in it. The
     # update then streams 4 arrays instead of 5 (w, g, U, Q: 840 KB for workload (a), inside
     # a 1 MB L2): 68.3-69.8k -> 72.2-73.0k samples/s for (a) Adam float32, best of 5 epochs,
-    # alternating runs. (Adam.step, on the caller's gradients, leaves them alone.)
+    # alternating runs. (Adam.step leaves the caller's gradients alone, but for clip_norm.)
     def reset(self) -> None:
         super().reset()
         self._t0 = 0
