@@ -236,8 +236,10 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
                           seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress,
                           on_step=diagnostics.hook if diagnostics is not None else None)
 
-        # The logged model and the test scores are both the best-validation weights.
-        if history.best_params is not None:
+        # The test scores, weights.npz and the logged model are of one set of weights: the best
+        # epoch's, or the last epoch's with early_stopping.restore_best=false (a diverged run's
+        # are the best epoch's either way: fit restores them).
+        if history.best_params is not None and cfg["early_stopping"].get("restore_best", True):
             for live, best in zip(net.params, history.best_params):
                 live[...] = best
         metrics = final_metrics(net, data, history)

@@ -24,11 +24,14 @@ def _construct(group: str, table: Mapping[str, type], section: Mapping[str, Any]
     options = {k: v for k, v in section.items() if k != "name"}
     try:
         return table[section["name"]](**options, **extra)
-    except TypeError as error:
-        raise ConfigError(f"{group}={section['name']}: {error} "
-                          f"(see conf/{group}/{section['name']}.yaml for its keys)") from None
-    except ValueError as error:
-        raise ConfigError(f"{group}: {error}") from None
+    except (TypeError, ValueError) as error:
+        text = str(error)
+        if text.split(" ", 1)[0] in options:    # the core names its arguments: name the key
+            raise ConfigError(f"{group}.{text}") from None
+        if isinstance(error, TypeError):        # e.g. an unexpected keyword argument
+            raise ConfigError(f"{group}={section['name']}: {text} "
+                              f"(see conf/{group}/{section['name']}.yaml for its keys)") from None
+        raise ConfigError(f"{group}: {text}") from None
 
 
 def build_optimizer(cfg: Mapping[str, Any]):
@@ -61,10 +64,16 @@ def layer_sizes(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int) -> list[i
 def build_model(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int, dtype: str | None = None) -> MLP:
     """The MLP of ``cfg["model"]`` for a data set with these input and output sizes."""
     model = cfg["model"]
-    try:
+    for key in ("init_kwargs", "activation_kwargs"):
+        if not isinstance(model.get(key) or {}, Mapping):
+            raise ConfigError(f"model.{key} must be a mapping of options, e.g. "
+                              f"+model.{key}.<option>=<value>, got {model[key]!r}")
+    try:   # (init_kwargs, activation_kwargs: {} or absent means the defaults)
         return MLP(layer_sizes(cfg, n_inputs, n_outputs), activation=model["activation"],
                    output=model["output"], loss=model["loss"], init=model["init"],
-                   dtype=dtype or cfg["dtype"], seed=cfg["seed"])
+                   dtype=dtype or cfg["dtype"], seed=cfg["seed"],
+                   init_kwargs=model.get("init_kwargs") or {},
+                   activation_kwargs=model.get("activation_kwargs") or {})
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model: {error}") from None
 

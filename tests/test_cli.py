@@ -53,7 +53,7 @@ def test_run_as_written_records_everything_and_the_model_predicts(workdir, monke
 
 def test_help_lists_groups_and_options(workdir):
     result = run_cli("--help", cwd=workdir, check=True)
-    for text in ("optimizer: adagrad, adam, momentum, nesterov, rmsprop, sgd",
+    for text in ("optimizer: adagrad, adam, adamw, momentum, nesterov, rmsprop, sgd",
                  "model:", "data:", "early_stopping: off, patience", "experiment:"):
         assert text in result.stdout
 
@@ -65,7 +65,7 @@ def test_cfg_job_shows_the_composed_config(workdir):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["optimizer=adamw"], "optimizer"),
+    (["optimizer=adamx"], "optimizer"),
     (["foo=1"], "foo"),
     (["lr=-0.1"], "lr must be a number > 0"),
     (["batch_size=0"], "batch_size"),

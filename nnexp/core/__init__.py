@@ -23,18 +23,20 @@ from nnexp.core.initializers import INITIALIZERS
 from nnexp.core.losses import LOSSES, VALID_OUTPUT_LOSS, check_output_loss
 from nnexp.core.metrics import accuracy, to_labels
 from nnexp.core.network import MLP
+from nnexp.core.clipping import clip_grad_norm
 from nnexp.core.optimizers import (
-    OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, Optimizer, RMSprop,
+    OPTIMIZERS, SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSprop,
 )
 from nnexp.core.schedules import (
-    SCHEDULES, Constant, ExponentialDecay, InverseTimeDecay, StepDecay,
+    SCHEDULES, Constant, CosineDecay, ExponentialDecay, InverseTimeDecay, OneCycle, StepDecay,
 )
 from nnexp.core.serialize import load_npz, save_npz
 
 __all__ = [
     "MLP", "fit", "evaluate", "gradcheck", "History", "EarlyStopping",
-    "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdaGrad",
-    "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay",
+    "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW", "AdaGrad",
+    "clip_grad_norm",
+    "Constant", "StepDecay", "ExponentialDecay", "InverseTimeDecay", "CosineDecay", "OneCycle",
     "ACTIVATIONS", "OUTPUTS", "LOSSES", "INITIALIZERS", "OPTIMIZERS", "SCHEDULES",
     "VALID_OUTPUT_LOSS", "check_output_loss", "accuracy", "to_labels", "save_npz", "load_npz",
 ]

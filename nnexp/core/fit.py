@@ -159,7 +159,9 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     # Plain SGD (exactly SGD, no weight decay) folds lr into the 1/n of the output delta: the
     # gradients are linear in it, so backprop yields lr * g and the update is one subtraction
     # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
-    fold_lr = type(opt) is SGD and not opt.weight_decay and on_step is None
+    # (Not with clipping, which needs the true gradients, nor with a per-step rate.)
+    fold_lr = (type(opt) is SGD and not opt.weight_decay and on_step is None
+               and opt.clip_norm is None and not opt.per_step)
     flat, grad_flat, subtract = net.flat, net.grad_flat, np.subtract
     # Adam (exactly, no weight decay): its scaled-gradient mode, 9 passes a step instead of 10
     # (see Adam._scaled_apply); the factor goes into the output delta like lr above.
@@ -172,6 +174,7 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     apply, ready_key = opt._apply, object()   # (not None: an unprepared _key is None)
     history = History(monitor=tracker.monitor)
     nan = math.nan
+    opt.begin_training(epochs * n_batches)   # per-step schedules count from here
 
     try:
         for epoch in range(1, epochs + 1):

@@ -1,11 +1,21 @@
 """First-order optimizers that update parameter arrays in place: ``opt.step(params, grads)``.
 
 Notation: ``w`` a parameter array, ``g`` its gradient, ``eta`` the current learning rate
-(``opt.lr``, set from the schedule by ``set_epoch``), ``t`` the number of steps taken (from 1).
+(``opt.lr``: set from an epoch schedule by ``set_epoch``, or from a per-step schedule inside
+each step), ``t`` the number of steps taken (from 1).
 
 Weight decay (L2, ``weight_decay = lambda``) replaces ``g`` by ``g + lambda w`` for weight
 matrices only: arrays with ``ndim >= 2``. Biases (1-D) are not decayed, since shrinking them
-towards zero does not reduce the capacity of the network.
+towards zero does not reduce the capacity of the network. :class:`AdamW` decouples it instead
+(``w <- w - eta lambda w``, then the Adam step), on the same arrays.
+
+Every optimizer takes ``clip_norm``: before each step the gradients are scaled in place so
+that their joint L2 norm is at most ``clip_norm`` (:func:`nnexp.core.clipping.clip_grad_norm`,
+as ``torch.nn.utils.clip_grad_norm_``, which also scales the caller's gradients in place),
+then decayed and applied.
+
+Per-step schedules (``schedule.per_step``) need the length of the training:
+``opt.begin_training(total_steps)``, which ``fit`` calls before the first epoch.
 
 State (velocities, moment estimates) is kept per parameter array and shaped like it, in
 ``opt.state[name][i]``. It belongs to the arrays it was created for: stepping a different set
@@ -29,7 +39,8 @@ import math
 
 import numpy as np
 
-from nnexp.core._checks import fraction, positive
+from nnexp.core._checks import count, fraction, positive
+from nnexp.core.clipping import clip_grad_norm
 from nnexp.core.schedules import Constant
 
 _CHUNK_ABOVE = 2 ** 20     # elements; below this the per-block call overhead does not pay
@@ -62,22 +73,54 @@ def _descend(w, numerator, accumulator, tmp, eps, step_size) -> None:
 
 
 class Optimizer:
-    """Base class. Subclasses name their state arrays and implement ``_update``."""
+    """Base class. Subclasses name their state arrays and implement ``_update``.
+
+    Args common to all: ``lr`` (the base rate ``eta_0``), ``weight_decay`` (``lambda``, on
+    weights only), ``schedule`` (:mod:`nnexp.core.schedules`; default constant) and
+    ``clip_norm`` (``None``, or the largest joint L2 norm of the gradients, > 0).
+    """
 
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, lr: float, weight_decay: float = 0.0, schedule=None):
+    def __init__(self, lr: float, weight_decay: float = 0.0, schedule=None, clip_norm=None):
         self.base_lr = positive(lr, "lr")
         self.lr = self.base_lr
         self.weight_decay = positive(weight_decay, "weight_decay", allow_zero=True)
+        self.clip_norm = None if clip_norm is None else positive(clip_norm, "clip_norm")
         self.schedule = Constant() if schedule is None else schedule
-        if not callable(self.schedule):
-            raise TypeError(f"schedule must be callable as schedule(base_lr, epoch), got {schedule!r}")
+        self.total_steps: int | None = None
         self.reset()
 
+    @property
+    def schedule(self):
+        """The learning-rate schedule (:mod:`nnexp.core.schedules`)."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule) -> None:
+        if not callable(schedule):
+            raise TypeError(f"schedule must be callable as schedule(base_lr, epoch), got {schedule!r}")
+        self._schedule = schedule
+        self._per_step = bool(getattr(schedule, "per_step", False))   # read at every step
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the schedule sets ``lr`` at every step (else once per epoch)."""
+        return self._per_step
+
+    def begin_training(self, total_steps: int) -> None:
+        """Announce a training of ``total_steps`` steps (``fit`` calls it once, before the
+        first epoch): a per-step schedule counts its steps from here, and ``lr`` becomes the
+        rate of the first one. Without a per-step schedule nothing else changes."""
+        self.total_steps = count(total_steps, "total_steps", minimum=0)
+        self._t_begin = self.t
+        if self.per_step and self.total_steps:
+            self.lr = float(self.schedule(self.base_lr, 0, self.total_steps))
+
     def reset(self) -> None:
-        """Forget the state and the step count."""
+        """Forget the state and the step count (a per-step schedule starts again too)."""
         self.t = 0
+        self._t_begin = 0
         self.state: dict[str, list[np.ndarray]] = {}
         self._owner = None      # ids of the parameter arrays the state belongs to
         self._key = None        # ids of the (params, grads) the cached groups were built for
@@ -85,8 +128,20 @@ class Optimizer:
         self._groups: list[tuple] = []
 
     def set_epoch(self, epoch: int) -> None:
-        """Set ``lr`` from the schedule; ``epoch`` counts completed epochs from 0."""
-        self.lr = float(self.schedule(self.base_lr, epoch))
+        """Set ``lr`` from an epoch schedule; ``epoch`` counts completed epochs from 0. (A
+        per-step schedule's rate is set by the steps and is left as it is.)"""
+        if not self.per_step:
+            self.lr = float(self.schedule(self.base_lr, epoch))
+
+    def _advance(self) -> None:
+        """Count the step about to be taken, and set its ``lr`` from a per-step schedule."""
+        if self._per_step:
+            if self.total_steps is None:
+                raise RuntimeError(f"{self.schedule!r} is a per-step schedule: call "
+                                   f"opt.begin_training(total_steps) before the first step "
+                                   f"(fit does)")
+            self.lr = float(self.schedule(self.base_lr, self.t - self._t_begin, self.total_steps))
+        self.t += 1
 
     def step(self, params, grads) -> None:
         """Update every ``params[i]`` in place from ``grads[i]``."""
@@ -102,15 +157,21 @@ class Optimizer:
     def _apply(self) -> None:
         """The update on the arrays of the last ``step`` (``fit`` calls it directly while
         ``_key`` is unchanged, skipping the identity check)."""
-        self.t += 1
+        self._advance()
+        if self.clip_norm is not None:          # on the raw gradients, before any decay
+            clip_grad_norm([group[1] for group in self._groups], self.clip_norm)
         coef = self._coefficients()
-        multiply, add, update = np.multiply, np.add, self._update
+        update = self._update
         for w, g, decay, state, tmp, g_decayed in self._groups:
-            if decay is not None:               # g <- g + lambda w (zero on biases)
-                multiply(w, decay, g_decayed)
-                add(g_decayed, g, g_decayed)
-                g = g_decayed
+            if decay is not None:
+                g = self._decay(w, g, decay, g_decayed)
             update(w, g, state, tmp, coef)
+
+    def _decay(self, w, g, decay, scratch):
+        """L2: the gradient ``g + lambda w`` (in ``scratch``; ``decay`` is zero on biases)."""
+        np.multiply(w, decay, scratch)
+        np.add(scratch, g, scratch)
+        return scratch
 
     # ------------------------------------------------------------------ set-up, once per arrays
     def _prepare(self, params: list, grads: list, key) -> None:
@@ -169,7 +230,8 @@ class Optimizer:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(lr={self.base_lr}, weight_decay={self.weight_decay})"
+        clip = "" if self.clip_norm is None else f", clip_norm={self.clip_norm}"
+        return f"{type(self).__name__}(lr={self.base_lr}, weight_decay={self.weight_decay}{clip})"
 
 
 class SGD(Optimizer):
@@ -185,9 +247,10 @@ class Momentum(Optimizer):
 
     state_names = ("velocity",)
 
-    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, schedule=None):
+    def __init__(self, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, schedule=None,
+                 clip_norm=None):
         self.momentum = fraction(momentum, "momentum")
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, clip_norm)
 
     def _update(self, w, g, state, tmp, coef):
         (v,) = state
@@ -222,10 +285,10 @@ class RMSprop(Optimizer):
     state_names = ("square_avg",)
 
     def __init__(self, lr: float, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0,
-                 schedule=None):
+                 schedule=None, clip_norm=None):
         self.rho = fraction(rho, "rho")
         self.eps = positive(eps, "eps")
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, clip_norm)
 
     def _update(self, w, g, state, tmp, coef):
         (s,) = state
@@ -252,11 +315,11 @@ class Adam(Optimizer):
     state_names = ("m_sum", "v_sum")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0, schedule=None):
+                 weight_decay: float = 0.0, schedule=None, clip_norm=None):
         self.beta1 = fraction(beta1, "beta1")
         self.beta2 = fraction(beta2, "beta2")
         self.eps = positive(eps, "eps")
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, clip_norm)
 
     def _coefficients(self):
         c1 = (1.0 - self.beta1) / (1.0 - self.beta1 ** self.t)
@@ -275,13 +338,13 @@ class Adam(Optimizer):
     # U has taken g it serves as the scratch: (s_t g)^2 and the step are computed in it. The
     # update then streams 4 arrays instead of 5 (w, g, U, Q: 840 KB for workload (a), inside
     # a 1 MB L2): 68.3-69.8k -> 72.2-73.0k samples/s for (a) Adam float32, best of 5 epochs,
-    # alternating runs. (Adam.step, on the caller's gradients, leaves them alone.)
+    # alternating runs. (Adam.step leaves the caller's gradients alone, but for clip_norm.)
     def reset(self) -> None:
         super().reset()
         self._t0 = 0
 
-    def _scaled_ok(self) -> bool:
-        return self.beta1 >= 0.5 and not self.weight_decay
+    def _scaled_ok(self) -> bool:   # (clipping needs the unscaled gradients' norm)
+        return self.beta1 >= 0.5 and not self.weight_decay and self.clip_norm is None
 
     def _scaled_begin(self) -> None:
         self._t0 = self.t
@@ -291,7 +354,7 @@ class Adam(Optimizer):
         return self.beta1 ** (self._t0 - self.t - 1)
 
     def _scaled_apply(self) -> None:
-        self.t += 1
+        self._advance()
         s = self.beta1 ** (self._t0 - self.t)
         step_size, eps = self._coefficients()
         eps *= s
@@ -324,14 +387,42 @@ class Adam(Optimizer):
         _descend(w, M, V, tmp, coef[1], coef[0])
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), the update of
+    ``torch.optim.AdamW``: each step first shrinks the weights,
+
+    ``w <- w - eta lambda w``  (``lambda = weight_decay``, ``eta`` the step's scheduled rate),
+
+    then takes the Adam step of :class:`Adam` on the undecayed gradient. The decay applies to
+    weight matrices only (``ndim >= 2``), never to biases, like the project's L2. torch's
+    AdamW decays every tensor it is given: to match it, give torch the biases in a parameter
+    group with ``weight_decay=0``.
+    """
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01, schedule=None, clip_norm=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, schedule, clip_norm)
+
+    def _scaled_ok(self) -> bool:   # the scaled mode knows only Adam's coupled form
+        return False
+
+    def _decay(self, w, g, decay, scratch):
+        """``w <- w - eta lambda w`` in place (``decay`` is zero on biases); ``g`` unchanged."""
+        np.multiply(w, decay, scratch)
+        np.multiply(scratch, self.lr, scratch)
+        np.subtract(w, scratch, w)
+        return g
+
+
 class AdaGrad(Optimizer):
     """``G <- G + g^2``;  ``w <- w - eta g / (sqrt(G) + eps)``."""
 
     state_names = ("sum_squares",)
 
-    def __init__(self, lr: float, eps: float = 1e-8, weight_decay: float = 0.0, schedule=None):
+    def __init__(self, lr: float, eps: float = 1e-8, weight_decay: float = 0.0, schedule=None,
+                 clip_norm=None):
         self.eps = positive(eps, "eps")
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, clip_norm)
 
     def _update(self, w, g, state, tmp, coef):
         (G,) = state
@@ -347,5 +438,6 @@ OPTIMIZERS = {
     "nesterov": Nesterov,
     "rmsprop": RMSprop,
     "adam": Adam,
+    "adamw": AdamW,
     "adagrad": AdaGrad,
 }
