@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
+from nnexp.tracking import outage, sqlite_file
 from nnexp.tracking import tags as tag_names
 from nnexp.tracking.records import MetricPoint, RunRecord, now_ms
 
@@ -180,9 +181,11 @@ class SqliteBackend:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             # autocommit mode: transactions are begun explicitly in _write
-            connection = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_MS / 1000,
+            # one attempt waits for a lock for a part of the time a run waits for the store
+            busy_ms = int(min(BUSY_TIMEOUT_MS, 1000 * outage.attempt_seconds()))
+            connection = sqlite3.connect(self.db, timeout=busy_ms / 1000,
                                          isolation_level=None, check_same_thread=False)
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {busy_ms}")
             connection.execute("PRAGMA foreign_keys = ON")
             self._connection = connection
         return self._connection
@@ -190,15 +193,29 @@ class SqliteBackend:
     @contextlib.contextmanager
     def _write(self):
         """One write transaction, holding SQLite's write lock from its first statement."""
-        with self._lock:
+        with self._lock, self._damage_named():
             connection = self._connect()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
+                connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a ROLLBACK then
+                # fails with "no transaction is active" and would hide the true cause
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _damage_named(self):
+        """A damaged page met while writing: the one line naming the file and how to recover it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if not sqlite_file.is_damage(error):
+                raise
+            raise sqlite_file.damaged(self.db, error) from None
 
     def _read(self, sql: str, args: Sequence = ()) -> list[tuple]:
         with self._lock:

@@ -42,10 +42,19 @@ def is_damage(error: Exception) -> bool:
 
 
 def tables(db: Path, timeout: float = 60) -> set[str]:
-    """The table names of ``db``, opened read-write when it can be (recovers a hot journal)."""
+    """The table names of ``db``, opened read-write when it can be (recovers a hot journal).
+
+    Raises ``sqlite3.DatabaseError`` ("malformed") when SQLite's ``quick_check`` finds a damaged
+    page in it: found now, before a run starts, rather than when a run's first metrics are
+    written into the damaged table (0.13 s for a 117 MB store of 600,000 metric points).
+    """
     mode = "rw" if os.access(db, os.W_OK) else "ro"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode={mode}", uri=True, timeout=timeout)) as connection:
-        return {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+        found = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+        problems = [row[0] for row in connection.execute("pragma quick_check(5)")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(problems)[:200]}")
+    return found
 
 
 def check(db: Path) -> None:
