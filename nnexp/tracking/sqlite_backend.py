@@ -78,7 +78,7 @@ DEFAULT_WORKSPACE = "default"
 # tests/tracking/test_writer_guard.py fails when the installed MLflow's head is not listed.
 KNOWN_REVISIONS = {
     "dc11669786a5": "mlflow 3.17.x",
-    "f4a9b2c7d1e6": "mlflow 3.18.0",
+    "f4a9b2c7d1e6": "mlflow 3.18.0",   # checked on a database mlflow 3.18.0 itself created (issue 14)
 }
 # MLflow features this writer does not implement: when on, MLflow's client writes.
 WORKSPACE_VARIABLES = ("MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE")

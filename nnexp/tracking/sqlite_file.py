@@ -31,10 +31,11 @@ DAMAGE_WORDS = ("malformed", "corrupt")   # a damaged SQLite file, as opposed to
 
 def damaged(db: Path, error: Exception) -> TrackingError:
     """The one-line error for a store SQLite cannot read."""
+    # Debian's sqlite3 (3.40.1) lacks the sqlite_dbpage table .recover needs ("SQL logic error")
     return TrackingError(f"the MLflow store {db} is damaged ({error}); recover what it holds with "
-                         f"SQLite's shell (apt-get install sqlite3): `sqlite3 {db} .recover | sqlite3 "
-                         f"{db.with_name('recovered.db')}`, then move {db.name} aside and the recovered "
-                         f"file into its place")
+                         f"SQLite's shell (sqlite.org's build; Debian's lacks .recover): `sqlite3 {db} .recover "
+                         f"| sqlite3 {db.with_name('recovered.db')}`, then move {db.name} aside and the "
+                         f"recovered file into its place")
 
 
 def is_damage(error: Exception) -> bool:
@@ -53,7 +54,8 @@ def tables(db: Path, timeout: float = 60) -> set[str]:
         found = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
         problems = [row[0] for row in connection.execute("pragma quick_check(5)")]
     if problems != ["ok"]:
-        raise sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(problems)[:200]}")
+        detail = " ".join(problems[0].replace("*** in database main ***", "").split())[:80]
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {detail}")
     return found
 
 
