@@ -41,6 +41,9 @@ class Terminated(KeyboardInterrupt):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self):   # keeps the signal when sent between processes (joblib workers)
+        return type(self), (str(self), self.signum)
+
 
 @dataclass
 class RunResult:
