@@ -2,7 +2,7 @@
 
 Exit status: 0 success; 1 a run or job failed with an error; 2 bad input (config, data or
 tracking store); 3 the run diverged (its record is kept, FAILED); 130 / 143 / 129 interrupted by
-SIGINT / SIGTERM / SIGHUP (a sweep's; the runs are KILLED). Set ``NNEXP_DEBUG=1`` to see
+SIGINT / SIGTERM / SIGHUP (the runs are KILLED). Set ``NNEXP_DEBUG=1`` to see
 tracebacks. The status comes from one :class:`nnexp.outcome.Outcome`.
 """
 
@@ -25,6 +25,14 @@ def _is_bad_input(error: BaseException) -> bool:
     module = type(error).__module__ or ""
     # composition errors: unknown group option or key, unparsable override, bad interpolation
     return module.startswith(("hydra.errors", "omegaconf"))
+
+
+def _is_store_outage(error: BaseException) -> bool:
+    """A store that took no write for the whole wait allowed (full disk, lock held by another
+    process): told in one plain line, exit 1 (not the input's fault)."""
+    from nnexp.tracking.outage import StoreUnavailable
+
+    return isinstance(error, StoreUnavailable)
 
 
 def _exit_now(status: int) -> None:
@@ -68,7 +76,7 @@ def main() -> None:
             _end_parent(out, "FAILED", f"sweep stopped: {one_line(error)}")
             if debug:
                 raise
-            kind = "error" if _is_bad_input(error) else f"error ({type(error).__name__})"
+            kind = "error" if _is_bad_input(error) or _is_store_outage(error) else f"error ({type(error).__name__})"
             print(f"nnexp: {kind}: {one_line(error)}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_ERROR)
         status = out.exit_status()
@@ -94,12 +102,15 @@ def _interrupted(out, interrupt: KeyboardInterrupt) -> None:
     signum = signum_of(interrupt)
     was_sweep = out.parent is not None
     _end_parent(out, "KILLED", f"sweep {REASONS.get(signum, 'interrupted')}")
-    what = "the sweep's parent and its started runs were" if was_sweep else "the run was"
     text = "interrupted" if signum == signal.SIGINT else REASONS.get(signum, "interrupted")
-    if signum == signal.SIGTERM:
-        text = "terminated by SIGTERM"
+    if was_sweep:
+        told = "the sweep's parent and its started runs were ended as KILLED with every epoch logged so far"
+    elif getattr(interrupt, "nnexp_run_id", None):
+        told = "the run was ended as KILLED with every epoch logged so far"
+    else:   # e.g. while the data loaded: no run existed yet
+        told = "no run had been created yet, so nothing was recorded"
     try:
-        print(f"nnexp: {text}; {what} ended as KILLED with every epoch logged so far", file=sys.stderr)
+        print(f"nnexp: {text}; {told}", file=sys.stderr)
     except (OSError, ValueError):
         pass
     _exit_now(EXIT_SIGNAL_BASE + signum)

@@ -34,7 +34,15 @@ GRADCHECK_FLOOR = 1e-4
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that a run ends as KILLED like on Ctrl-C."""
+    """SIGTERM or SIGHUP (``signum``), raised in the main thread so that a run ends as KILLED
+    like on Ctrl-C."""
+
+    def __init__(self, message: str = "terminated by SIGTERM", signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self):   # keeps the signal when sent between processes (joblib workers)
+        return type(self), (str(self), self.signum)
 
 
 @dataclass
@@ -155,15 +163,23 @@ def find_finished_run(store, key: str) -> RunResult | None:
                      dict(found.metrics), store.experiment_name, store.uri)
 
 
+# Signals that end a training run as KILLED besides SIGINT: a scheduler's SIGTERM, and the
+# SIGHUP of a closed terminal or SSH session (by default it would kill the process outright
+# and leave the run RUNNING).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _install_sigterm_handler():
-    """Turn SIGTERM into :class:`Terminated` while a run trains; returns the old handler."""
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a run trains; returns the old
+    handlers (None outside the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    from nnexp.sweep.signals import REASONS
 
     def handler(signum, frame):
-        raise Terminated("terminated by SIGTERM")
+        raise Terminated(REASONS[signum], signum)
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {signum: signal.signal(signum, handler) for signum in ENDING_SIGNALS}
 
 
 def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mapping[str, str] | None = None,
@@ -271,8 +287,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         error.nnexp_run_id = mlflow_run.run_id
         raise
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        for signum, handler in (old_handler or {}).items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def final_metrics(net, data, history) -> dict[str, float]:

@@ -26,13 +26,9 @@ class SweepInterrupt(KeyboardInterrupt):
 
 
 def signum_of(interrupt: BaseException) -> int:
-    """The signal behind an interrupt: SweepInterrupt's own, SIGTERM for the run's Terminated,
-    else SIGINT."""
-    from nnexp.app import Terminated
-
-    if isinstance(interrupt, SweepInterrupt):
-        return interrupt.signum
-    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+    """The signal behind an interrupt: SweepInterrupt's and the run's Terminated's own
+    (SIGTERM or SIGHUP), else SIGINT."""
+    return getattr(interrupt, "signum", signal.SIGINT)
 
 
 class InterruptHandlers:

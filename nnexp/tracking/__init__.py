@@ -2,6 +2,9 @@
 
 - :mod:`~nnexp.tracking.store`: resolve the URI, open the store and experiment, end stale runs.
 - :mod:`~nnexp.tracking.run`: one run, with buffered metric logging and a truthful end status.
+- :mod:`~nnexp.tracking.outage`, :mod:`~nnexp.tracking.replay`: a store that takes no writes for
+  a while (full disk, a lock held elsewhere) is waited for; what it never took is kept in a
+  local file and written by the next command on that store.
 - :mod:`~nnexp.tracking.model`: the best weights as an MLflow pyfunc model.
 - who writes (:mod:`~nnexp.tracking.records`): :mod:`~nnexp.tracking.sqlite_backend` straight
   into a local SQLite store of a known schema, without importing MLflow;

@@ -24,6 +24,7 @@ def cleanup(uri: str | None, dry_run: bool = False) -> list:
     from nnexp.errors import TrackingError
     from nnexp.tracking.mlflow_backend import MlflowBackend
     from nnexp.tracking import sqlite_file
+    from nnexp.tracking.replay import replay_pending
     from nnexp.tracking.store import check_reachable, end_stale_runs, import_mlflow_client, resolve_uri, sqlite_path
 
     resolved = resolve_uri(uri)
@@ -39,7 +40,10 @@ def cleanup(uri: str | None, dry_run: bool = False) -> list:
     try:
         client = MlflowClient(tracking_uri=resolved)
         experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=3)}
-        stale = end_stale_runs(MlflowBackend(client), list(experiments), dry_run=dry_run)
+        backend = MlflowBackend(client)
+        if not dry_run:   # a run's points and status the store could not take before, first
+            replay_pending(backend, resolved)
+        stale = end_stale_runs(backend, list(experiments), dry_run=dry_run)
     except Exception as error:   # MLflow's, SQLAlchemy's or sqlite3's: one line, no traceback
         if not isinstance(error, MlflowException) and not type(error).__module__.startswith(("sqlalchemy", "sqlite3")):
             raise

@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
+from nnexp.tracking import outage, sqlite_file
 from nnexp.tracking import tags as tag_names
 from nnexp.tracking.records import MetricPoint, RunRecord, now_ms
 
@@ -77,7 +78,7 @@ DEFAULT_WORKSPACE = "default"
 # tests/tracking/test_writer_guard.py fails when the installed MLflow's head is not listed.
 KNOWN_REVISIONS = {
     "dc11669786a5": "mlflow 3.17.x",
-    "f4a9b2c7d1e6": "mlflow 3.18.0",
+    "f4a9b2c7d1e6": "mlflow 3.18.0",   # checked on a database mlflow 3.18.0 itself created (issue 14)
 }
 # MLflow features this writer does not implement: when on, MLflow's client writes.
 WORKSPACE_VARIABLES = ("MLFLOW_ENABLE_WORKSPACES", "MLFLOW_WORKSPACE")
@@ -180,9 +181,11 @@ class SqliteBackend:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             # autocommit mode: transactions are begun explicitly in _write
-            connection = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_MS / 1000,
+            # one attempt waits for a lock for a part of the time a run waits for the store
+            busy_ms = int(min(BUSY_TIMEOUT_MS, 1000 * outage.attempt_seconds()))
+            connection = sqlite3.connect(self.db, timeout=busy_ms / 1000,
                                          isolation_level=None, check_same_thread=False)
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {busy_ms}")
             connection.execute("PRAGMA foreign_keys = ON")
             self._connection = connection
         return self._connection
@@ -190,15 +193,29 @@ class SqliteBackend:
     @contextlib.contextmanager
     def _write(self):
         """One write transaction, holding SQLite's write lock from its first statement."""
-        with self._lock:
+        with self._lock, self._damage_named():
             connection = self._connect()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
+                connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a ROLLBACK then
+                # fails with "no transaction is active" and would hide the true cause
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _damage_named(self):
+        """A damaged page met while writing: the one line naming the file and how to recover it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if not sqlite_file.is_damage(error):
+                raise
+            raise sqlite_file.damaged(self.db, error) from None
 
     def _read(self, sql: str, args: Sequence = ()) -> list[tuple]:
         with self._lock:

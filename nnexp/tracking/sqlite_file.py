@@ -31,10 +31,11 @@ DAMAGE_WORDS = ("malformed", "corrupt")   # a damaged SQLite file, as opposed to
 
 def damaged(db: Path, error: Exception) -> TrackingError:
     """The one-line error for a store SQLite cannot read."""
+    # Debian's sqlite3 (3.40.1) lacks the sqlite_dbpage table .recover needs ("SQL logic error")
     return TrackingError(f"the MLflow store {db} is damaged ({error}); recover what it holds with "
-                         f"SQLite's shell (apt-get install sqlite3): `sqlite3 {db} .recover | sqlite3 "
-                         f"{db.with_name('recovered.db')}`, then move {db.name} aside and the recovered "
-                         f"file into its place")
+                         f"SQLite's shell (sqlite.org's build; Debian's lacks .recover): `sqlite3 {db} .recover "
+                         f"| sqlite3 {db.with_name('recovered.db')}`, then move {db.name} aside and the "
+                         f"recovered file into its place")
 
 
 def is_damage(error: Exception) -> bool:
@@ -42,10 +43,20 @@ def is_damage(error: Exception) -> bool:
 
 
 def tables(db: Path, timeout: float = 60) -> set[str]:
-    """The table names of ``db``, opened read-write when it can be (recovers a hot journal)."""
+    """The table names of ``db``, opened read-write when it can be (recovers a hot journal).
+
+    Raises ``sqlite3.DatabaseError`` ("malformed") when SQLite's ``quick_check`` finds a damaged
+    page in it: found now, before a run starts, rather than when a run's first metrics are
+    written into the damaged table (0.13 s for a 117 MB store of 600,000 metric points).
+    """
     mode = "rw" if os.access(db, os.W_OK) else "ro"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode={mode}", uri=True, timeout=timeout)) as connection:
-        return {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+        found = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+        problems = [row[0] for row in connection.execute("pragma quick_check(5)")]
+    if problems != ["ok"]:
+        detail = " ".join(problems[0].replace("*** in database main ***", "").split())[:80]
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {detail}")
+    return found
 
 
 def check(db: Path) -> None:

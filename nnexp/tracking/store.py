@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from nnexp.errors import TrackingError
-from nnexp.tracking import sqlite_backend, sqlite_file, tags
+from nnexp.tracking import replay, sqlite_backend, sqlite_file, tags
 from nnexp.tracking.mlflow_backend import MlflowBackend
 from nnexp.tracking.sqlite_backend import SqliteBackend
 
@@ -190,17 +190,38 @@ def _experiment_exists(db: Path, experiment_name: str) -> bool:
 
 
 def _creation_lock(db: Path):
-    """Hold an exclusive ``flock`` on ``<database>.lock`` (released when the file is closed).
+    """Hold an exclusive ``flock`` on ``<database>.lock`` while a database or an experiment is
+    created; closing the returned handle removes the file and releases the lock.
 
-    The lock file stays in place: deleting it would let two processes lock different files.
+    Removing a lock file is safe only because a process that has locked it checks that the path
+    still names the file it locked (another holder may have removed it meanwhile) and starts
+    again on the new one if not; the holder removes it before it lets go.
     """
-    handle = open(db.with_name(db.name + ".lock"), "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-    except BaseException:
-        handle.close()
-        raise
-    return handle
+    path = db.with_name(db.name + ".lock")
+    while True:
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if os.path.exists(path) and os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                return _RemovedWhenClosed(handle, path)
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()   # locked a file another holder had already removed: lock the new one
+
+
+class _RemovedWhenClosed:
+    """A locked lock file that is removed, then unlocked, when closed (see :func:`_creation_lock`)."""
+
+    def __init__(self, handle, path: Path):
+        self.handle, self.path = handle, path
+
+    def close(self) -> None:
+        if self.handle.closed:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        self.handle.close()
 
 
 @dataclass
@@ -304,6 +325,7 @@ def open_store(uri: str, experiment_name: str) -> Store:
             # MLflow made what was missing; the runs themselves need no MLflow
             store = _open_direct(db, uri, experiment_name) or store
     try:
+        replay.replay_pending(store.backend, uri)   # what a run could not write before, first
         mark_stale_runs_failed(store)
     except sqlite3.DatabaseError as error:   # a damaged page among the runs
         if db is not None and sqlite_file.is_damage(error):

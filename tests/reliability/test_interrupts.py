@@ -1,4 +1,4 @@
-"""Interrupts: SIGINT and SIGTERM end the run as KILLED at once with every epoch logged so far;
+"""Interrupts: SIGINT, SIGTERM and SIGHUP end the run as KILLED at once with every epoch logged so far;
 a SIGKILLed run's RUNNING record is marked FAILED by the next invocation or by
 ``python -m nnexp.tracking cleanup``."""
 
@@ -58,7 +58,8 @@ def assert_killed_with_every_epoch(workdir, logged_before: int, reason: str):
 @pytest.mark.parametrize(("signum", "status", "reason", "message"), [
     (signal.SIGINT, 130, "interrupted by SIGINT", "nnexp: interrupted;"),
     (signal.SIGTERM, 143, "terminated by SIGTERM", "nnexp: terminated by SIGTERM;"),
-], ids=["SIGINT", "SIGTERM"])
+    (signal.SIGHUP, 129, "hung up (SIGHUP", "nnexp: hung up (SIGHUP: the terminal or session closed);"),
+], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_during_training_kills_the_run_at_once(migrated_store, signum, status, reason, message):
     process = start_long_run(migrated_store)
     logged = wait_for_epochs(migrated_store / "mlruns" / "mlflow.db", process)
@@ -68,6 +69,27 @@ def test_signal_during_training_kills_the_run_at_once(migrated_store, signum, st
     assert [line for line in stderr.splitlines() if line.strip()] == [
         f"{message} the run was ended as KILLED with every epoch logged so far"]
     assert_killed_with_every_epoch(migrated_store, logged, reason)
+
+
+def test_ctrl_c_while_the_data_loads_says_no_run_was_created(migrated_store):
+    """Before the run exists (a large spiral set takes seconds to make) there is nothing to end:
+    the message must not claim a KILLED run, and the store is left as it was."""
+    before = (migrated_store / "mlruns" / "mlflow.db").read_bytes()
+    process = subprocess.Popen([sys.executable, "-m", "nnexp", "data=spiral", "data.n_per_class=1000000", *QUICK],
+                               cwd=migrated_store, env=isolated_env(migrated_store), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    # Hydra writes the job's config just before calling nnexp, which then makes the data (~4 s)
+    deadline = time.monotonic() + 120
+    while not list(migrated_store.glob("outputs/*/*/.hydra/overrides.yaml")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.02)
+    time.sleep(0.5)
+    _, stderr = interrupt(process, signal.SIGINT)
+    assert process.returncode == 130, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "nnexp: interrupted; no run had been created yet, so nothing was recorded"]
+    assert (migrated_store / "mlruns" / "mlflow.db").read_bytes() == before
+    assert all_runs(client_for(migrated_store)) == []
 
 
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):

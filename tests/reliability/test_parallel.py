@@ -55,7 +55,9 @@ def test_eight_independent_processes_on_a_new_database(tmp_path):
                  for seed in range(8)]
     outputs = [p.communicate(timeout=300) for p in processes]
     stderr = "\n".join(err for _, err in outputs)
-    assert [p.returncode for p in processes] == [0] * 8, stderr
+    failed = {f"seed={seed} (exit {p.returncode})": err[-3000:] for seed, (p, (_, err))
+              in enumerate(zip(processes, outputs)) if p.returncode != 0}
+    assert not failed, failed   # each failing process's own stderr, labelled
     client, runs = assert_nothing_lost(tmp_path, stderr, 8)
     assert sorted(r.data.params["seed"] for r in runs) == [str(s) for s in range(8)]
     assert {e.name for e in client.search_experiments()} == {"Default", "breast_cancer"}

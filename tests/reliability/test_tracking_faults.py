@@ -101,4 +101,4 @@ def test_an_existing_experiment_is_opened_without_the_creation_lock(tracking_uri
     assert first.experiment_id == again.experiment_id
     db = store_module.sqlite_path(tracking_uri)
     assert taken == [db]                           # only while the experiment was made
-    assert db.with_name("mlflow.db.lock").is_file()
+    assert not db.with_name("mlflow.db.lock").exists()   # removed by its holder (issue 12)
