@@ -35,7 +35,8 @@ def resolve_dtype(dtype: Any) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in DTYPES.values():
+    # `is None` first: np.dtype.__eq__ coerces None to float64, so None "is in" DTYPES
+    if resolved is None or resolved not in DTYPES.values():
         raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     return resolved
 
@@ -75,6 +76,15 @@ def fraction(value: Any, name: str, *, low_open: bool = False) -> float:
     if not (0.0 <= value < 1.0) or (low_open and value == 0.0):
         interval = "(0, 1)" if low_open else "[0, 1)"
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def decay_factor(value: Any, name: str) -> float:
+    """``value`` as a float in (0, 1]: a factor that shrinks a rate (1 keeps it; above 1 would
+    make a "decay" grow the learning rate without bound)."""
+    value = positive(value, name)
+    if value > 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
     return value
 
 

@@ -14,7 +14,7 @@ InverseTimeDecay   lr0 / (1 + decay_rate * epoch)
 
 from __future__ import annotations
 
-from nnexp.core._checks import count, positive
+from nnexp.core._checks import count, decay_factor, positive
 
 
 class Constant:
@@ -30,7 +30,7 @@ class StepDecay:
 
     def __init__(self, step_size: int = 10, gamma: float = 0.5):
         self.step_size = count(step_size, "step_size")
-        self.gamma = positive(gamma, "gamma")
+        self.gamma = decay_factor(gamma, "gamma")
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         return float(base_lr) * self.gamma ** (epoch // self.step_size)
@@ -43,7 +43,7 @@ class ExponentialDecay:
     """Multiply the rate by ``gamma`` every epoch."""
 
     def __init__(self, gamma: float = 0.95):
-        self.gamma = positive(gamma, "gamma")
+        self.gamma = decay_factor(gamma, "gamma")
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         return float(base_lr) * self.gamma ** epoch
