@@ -86,8 +86,8 @@ def _scan(handle) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 offset = member.tell()
             name = info.filename[:-4]
             if dtype.hasobject:
-                raise ValueError(f"{name} is an array of Python objects (object arrays are refused: unpickling "
-                             f"them could run code)")
+                raise ValueError(f"{name}: Object arrays cannot be loaded when allow_pickle=False "
+                             f"(unpickling them could run code)")
             declared = math.prod(shape) * dtype.itemsize
             if offset + declared != info.file_size:
                 raise ValueError(f"{name} declares {dtype}{list(shape)} ({declared:,} bytes) but holds "
