@@ -46,6 +46,8 @@ def config_error(error: Exception, keys: Mapping[str, str], group: str) -> Confi
     if not hits:
         return ConfigError(f"{group}: {text}")
     name = min(hits)[2]
+    if text.startswith("unknown option") and f"{name}_kwargs" in keys:   # init -> init_kwargs
+        name = f"{name}_kwargs"
     key = keys[name]
     text = key + text[len(name):] if text.startswith(name) else f"{key}: {text}"
     return ConfigError(f"{text} (override it with {key}=...)")

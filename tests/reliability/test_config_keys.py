@@ -112,6 +112,13 @@ def test_a_new_constructor_argument_is_a_valid_key_at_once(compose, monkeypatch)
         check_keys(cfg)
 
 
+def test_an_unknown_option_inside_a_dict_valued_key_names_that_key(compose):
+    cfg = compose("+model.init_kwargs.stdd=0.05")
+    with pytest.raises(ConfigError, match=r"^model.init_kwargs: unknown option 'stdd' for init 'he'.*"
+                                          r"\(override it with model.init_kwargs=...\)$"):
+        build.build_model(cfg, n_inputs=4, n_outputs=3)
+
+
 def test_missing_keys_are_named(compose):
     cfg = compose("optimizer=sgd")
     del cfg["optimizer"]["lr"]        # SGD's lr has no default
