@@ -88,10 +88,27 @@ def decay_factor(value: Any, name: str) -> float:
     return value
 
 
-def count(value: Any, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools are refused: ``True`` is not a count)."""
+def count(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int >= ``minimum`` (and <= ``maximum``); bools are refused: ``True`` is
+    not a count."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
+
+
+def number(value: Any, name: str, *, low: float, high: float | None = None,
+           low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the interval from ``low`` to ``high`` (None: no upper
+    bound), each end closed unless ``*_open``; e.g. ``[0.0, 1.0)`` for a split fraction."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    bound = f">= {low}" if high is None else f"in {left}{low}, {high}{right}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number {bound}, got {value!r}")
+    v = float(value)
+    if (not math.isfinite(v) or v < low or (low_open and v == low)
+            or (high is not None and (v > high or (high_open and v == high)))):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    return v
