@@ -103,22 +103,24 @@ def layer_sizes(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int) -> list[i
     return [n_inputs, *cfg["model"]["hidden"], n_outputs]
 
 
-def build_model(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int, dtype: str | None = None) -> MLP:
+def build_model(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int, dtype: str | None = None,
+                n_train: int | None = None) -> MLP:
     """The MLP of ``cfg["model"]`` for a data set with these input and output sizes: every key
     of the section but ``hidden`` is passed as the MLP's argument of the same name. Refused
-    first if its estimated memory (:mod:`nnexp.core.memory`) exceeds what is available."""
+    first if its estimated memory (:mod:`nnexp.core.memory`; with ``n_train`` training rows,
+    fit's copy of them and a full batch are counted too) exceeds what is available."""
     options = {k: v for k, v in cfg["model"].items() if k != "hidden"}
     sizes = layer_sizes(cfg, n_inputs, n_outputs)
     keys = _keys("model", options) | MODEL_ARGUMENTS
     dtype = dtype or cfg["dtype"]
-    check_memory(cfg, sizes, dtype)
+    check_memory(cfg, sizes, dtype, n_train)
     try:
         return MLP(sizes, dtype=dtype, seed=cfg["seed"], **options)
     except (TypeError, ValueError) as error:
         raise config_error(error, keys, "model") from None
 
 
-def check_memory(cfg: Mapping[str, Any], sizes: list[int], dtype: str) -> None:
+def check_memory(cfg: Mapping[str, Any], sizes: list[int], dtype: str, n_train: int | None = None) -> None:
     """Raise ConfigError if training ``sizes`` needs more memory than this process may use."""
     from nnexp.core import memory
     from nnexp.core._checks import resolve_dtype
@@ -130,7 +132,8 @@ def check_memory(cfg: Mapping[str, Any], sizes: list[int], dtype: str) -> None:
     except (TypeError, ValueError):
         return   # so does the MLP
     slots = memory.optimizer_slots(build_optimizer(cfg), dtype)
-    need = memory.estimate(sizes, dtype, batch_size=cfg.get("batch_size") or 1, optimizer_slots=slots)
+    need = memory.estimate(sizes, dtype, batch_size=cfg.get("batch_size"), optimizer_slots=slots,
+                           n_train=n_train)
     free, where = memory.available()
     if free is not None and need.total > free:
         raise ConfigError(

@@ -18,6 +18,9 @@ the parameters' size (its state and its scratch, measured by :func:`optimizer_sl
                                                       for the output; twice: the full batches
                                                       and the last, shorter one
     evaluation = 3 * 2**20 * L                        chunks of about 2**20 activations a layer
+    inputs     = N (d_0 + 1)                          fit's copy of the N training rows as [X, 1]
+                                                      (counted when N is known; a full batch,
+                                                      batch_size null, is then n = N)
 
     bytes = b (network + optimizer + best copy + workspace + evaluation)
 
@@ -65,12 +68,15 @@ def n_parameters(sizes) -> int:
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def estimate(sizes, dtype, *, batch_size: int, optimizer_slots: int) -> Estimate:
-    """The bytes of the module docstring's estimate for layer widths ``sizes``."""
+def estimate(sizes, dtype, *, batch_size: int | None, optimizer_slots: int,
+             n_train: int | None = None) -> Estimate:
+    """The bytes of the module docstring's estimate for layer widths ``sizes``; ``batch_size``
+    None is a full batch of ``n_train`` rows (1 when that is unknown too)."""
     b = np.dtype(dtype).itemsize
     P = n_parameters(sizes)
+    n = batch_size or n_train or 1
     per_row = sizes[0] + 1 + sum(3 * (d + 1) for d in sizes[1:-1]) + 5 * sizes[-1]
-    workspace = 2 * batch_size * per_row + 3 * _EVAL_ELEMENTS * (len(sizes) - 1)
+    workspace = 2 * n * per_row + 3 * _EVAL_ELEMENTS * (len(sizes) - 1) + (n_train or 0) * (sizes[0] + 1)
     return Estimate(P, 2 * P * b, optimizer_slots * P * b, P * b, workspace * b)
 
 

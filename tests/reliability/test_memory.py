@@ -85,6 +85,16 @@ def test_the_estimate_counts_what_the_network_and_the_optimizer_allocate():
     assert 0.9 * held <= used <= 1.1 * held, (used, held)
 
 
+def test_a_full_batch_counts_every_training_row():
+    """batch_size null: the workspace is for all N rows, plus fit's [X, 1] copy of them."""
+    sizes = [784, 256, 10]
+    small = memory.estimate(sizes, "float32", batch_size=32, optimizer_slots=2, n_train=54_000)
+    full = memory.estimate(sizes, "float32", batch_size=None, optimizer_slots=2, n_train=54_000)
+    per_row = (785 + 3 * 257 + 5 * 10) * 4
+    assert full.workspace - small.workspace == 2 * (54_000 - 32) * per_row
+    assert small.workspace > memory.estimate(sizes, "float32", batch_size=32, optimizer_slots=2).workspace
+
+
 def test_available_reads_the_process_limit(tmp_path):
     """Under RLIMIT_AS, what is available is the limit less the process's virtual size."""
     code = ("import json, resource; from nnexp.core import memory; "
