@@ -120,8 +120,18 @@ def build_model(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int, dtype: st
         raise config_error(error, keys, "model") from None
 
 
-def check_memory(cfg: Mapping[str, Any], sizes: list[int], dtype: str, n_train: int | None = None) -> None:
-    """Raise ConfigError if training ``sizes`` needs more memory than this process may use."""
+def check_memory(cfg: Mapping[str, Any], sizes: list[int] | None = None, dtype: str | None = None,
+                 n_train: int | None = None) -> None:
+    """Raise ConfigError if training ``sizes`` needs more memory than this process may use.
+
+    Without ``sizes`` (before the data set is loaded, so its widths are unknown) the hidden
+    layers alone are estimated, ``[1, *hidden, 1]``: a lower bound, enough to refuse a model
+    that cannot fit before any data is allocated either."""
+    least = sizes is None
+    if least:
+        hidden = cfg["model"]["hidden"]
+        sizes = [1, *hidden, 1] if isinstance(hidden, list) else []
+    dtype = dtype or cfg["dtype"]
     from nnexp.core import memory
     from nnexp.core._checks import resolve_dtype
 
@@ -137,7 +147,8 @@ def check_memory(cfg: Mapping[str, Any], sizes: list[int], dtype: str, n_train: 
     free, where = memory.available()
     if free is not None and need.total > free:
         raise ConfigError(
-            f"model.hidden={list(cfg['model']['hidden'])} needs about {memory.gigabytes(need.total)} "
+            f"model.hidden={list(cfg['model']['hidden'])} needs {'at least' if least else 'about'} "
+            f"{memory.gigabytes(need.total)} "
             f"to train ({need.parameters:,} parameters in {dtype.name}: the weights, their gradients, "
             f"{cfg['optimizer']['name']}'s {slots} arrays and the best epoch's copy), but about "
             f"{memory.gigabytes(free)} is available ({where}); choose a smaller model.hidden "

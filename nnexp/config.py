@@ -18,8 +18,9 @@ name the dotted key. This module checks what no constructor can:
 - combinations: early stopping without a validation set.
 
 Then it builds the optimizer, schedule and early stopping once (cheap, nothing allocated) so
-that their values are checked before data load; the model is checked when it is built, and
-its memory estimated before that (:mod:`nnexp.build`).
+that their values are checked before data load, and estimates the memory of the hidden layers
+(a lower bound); the model is checked when it is built, its full memory estimated just before
+(:mod:`nnexp.build`).
 
 The input is a plain dict (``OmegaConf.to_container(cfg, resolve=True)``): this module knows
 nothing of Hydra, so the same checks serve the command line, the tests and the Python API.
@@ -248,6 +249,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     build.check_dtype(cfg)
     build.build_optimizer(cfg)
     build.build_early_stopping(cfg)
+    build.check_memory(cfg)   # the hidden layers alone, before the data set is loaded
     if flat.get("early_stopping.enabled") and cfg["data"].get("val_fraction", 1) == 0:
         raise ConfigError(
             "early_stopping needs a validation set, but data.val_fraction is 0 "

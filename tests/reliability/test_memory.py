@@ -32,12 +32,19 @@ def nnexp_limited(*args, cwd):
 
 @pytest.mark.slow
 def test_a_network_larger_than_the_machine_is_refused_before_a_run(with_earlier_run):
-    """``[100000, 100000]``: 10^10 weights, 520 GB with Adam; was ``MemoryError``, exit 1."""
+    """``[100000, 100000]``: 10^10 weights, 520 GB with Adam; was ``MemoryError``, exit 1.
+    Refused before the data set is loaded: MNIST from an empty folder, with downloads off,
+    would otherwise say its files are missing."""
     workdir, before = with_earlier_run
     result = nnexp("model.hidden=[100000,100000]", *QUICK, cwd=workdir)
     assert result.returncode == 2, result.stderr
     line = one_error_line(result)
-    assert "model.hidden=[100000, 100000] needs about 52" in line and "GB to train" in line
+    assert "model.hidden=[100000, 100000] needs at least 52" in line and "GB to train" in line
+    (workdir / "empty").mkdir()
+    result = nnexp("model.hidden=[100000,100000]", "data=mnist", f"data.root={workdir / 'empty'}",
+                   "data.download=false", *QUICK, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "needs at least 52" in one_error_line(result)
     assert "is available (" in line and "choose a smaller model.hidden" in line
     assert_untouched(workdir, before)
 
@@ -49,7 +56,7 @@ def test_under_a_memory_limit_a_network_that_does_not_fit_is_refused_and_one_tha
     result = nnexp_limited("model.hidden=[12000,12000]", *QUICK, cwd=migrated_store)
     assert result.returncode == 2, result.stderr
     line = one_error_line(result)
-    assert "needs about 7.6 GB" in line and "(RLIMIT_AS 3.0 GB less the" in line
+    assert "needs at least 7.6 GB" in line and "(RLIMIT_AS 3.0 GB less the" in line
     assert all_runs(client_for(migrated_store)) == []
 
     result = nnexp_limited(*QUICK, cwd=migrated_store)
@@ -83,6 +90,21 @@ def test_the_estimate_counts_what_the_network_and_the_optimizer_allocate():
     # (one more P) stand in for the best copy
     held = need.network + need.optimizer + need.best_copy
     assert 0.9 * held <= used <= 1.1 * held, (used, held)
+
+
+def test_the_full_estimate_is_made_again_when_the_input_width_is_known(compose, monkeypatch):
+    """The hidden layers alone fit in 100 MB; with 2,000,000 inputs the first layer does not:
+    validate passes, build_model refuses before the MLP allocates anything."""
+    from nnexp import build
+    from nnexp.config import validate
+    from nnexp.errors import ConfigError
+
+    monkeypatch.setattr(memory, "available", lambda: (100 * 2 ** 20, "a test's 100 MB"))
+    cfg = compose("model.hidden=[16]")
+    validate(cfg)
+    with pytest.raises(ConfigError, match=r"model.hidden=\[16\] needs about 2.7 GB to train .* but about "
+                                          r"100 MB is available \(a test's 100 MB\)"):
+        build.build_model(cfg, n_inputs=2_000_000, n_outputs=10)
 
 
 def test_a_full_batch_counts_every_training_row():
