@@ -52,9 +52,10 @@ def _output_folder(out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nnexp.errors import NnexpError
-    from nnexp.sweep import summary
-    from nnexp.sweep.job import read_job_records
+    """Exit status: 0 written; 2 with one line for anything about the input (no such store,
+    experiment or sweep, a run that is not a sweep's parent, an unreachable server, an output
+    folder that cannot be written)."""
+    from nnexp.errors import NnexpError, one_line
     from nnexp.ui import store_with_runs
 
     parser = argparse.ArgumentParser(prog="python -m nnexp.compare", description=__doc__.splitlines()[0])
@@ -69,7 +70,25 @@ def main(argv: list[str] | None = None) -> int:
     except NnexpError as error:
         _fail(str(error))
 
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _compare(args, uri)
+    except MlflowException as error:   # an unreachable server, a store MLflow cannot read
+        text = one_line(error)
+        _fail(f"cannot read the runs in {uri}: {text if len(text) < 200 else text[:200] + '...'} "
+              f"(check --uri, or the server)")
+    except OSError as error:           # the output folder filled up or vanished while writing
+        _fail(f"cannot write the comparison: {error.strerror or error} "
+              f"({getattr(error, 'filename', '') or 'output folder'}; choose another with --out)")
+
+
+def _compare(args, uri: str) -> int:
+    """Rank the sweep's children, print the table, write the CSV and the plots."""
     from mlflow.tracking import MlflowClient
+
+    from nnexp.sweep import summary
+    from nnexp.sweep.job import read_job_records
 
     client = MlflowClient(uri)
     if args.experiment:

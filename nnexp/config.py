@@ -1,10 +1,26 @@
-"""Validate a composed run configuration before anything runs.
+"""Check a composed run configuration's structure before anything runs.
 
-Hydra composes the config and rejects unknown keys and unknown group options; this module
-checks what Hydra cannot: types and ranges of every value, names that must be in one of our
-tables, and combinations that cannot work (an output/loss pair the core refuses). Each problem
-is raised as one :class:`~nnexp.errors.ConfigError` whose message names the dotted key, the bad
-value and what would be valid, e.g. ``lr must be a number > 0, got -0.1``.
+One source of truth per rule: whether a *value* is valid is decided by the core's constructors
+(optimizers, schedules, :class:`~nnexp.core.MLP`, :class:`~nnexp.core.EarlyStopping`) and the
+data loaders; :mod:`nnexp.build` calls them and turns their errors into one-line messages that
+name the dotted key. This module checks what no constructor can:
+
+- **unknown keys**, which Hydra lets in with ``+key=value`` and which would otherwise be logged
+  as params of a run that never used them (``+optimzer.lr=0.1`` → "did you mean
+  optimizer.lr?"). What is allowed is derived from the structure, so that a new constructor
+  argument or YAML key is accepted without editing a list here: top-level keys from
+  ``conf/config.yaml``, each group's keys from the signature of the constructor that reads it
+  and from the group's YAML files (see :func:`sections`);
+- **missing keys**: a constructor argument without a default that the config does not set;
+- the keys only the training loop and the recorder read, once the run exists (``epochs``,
+  ``batch_size``, ``mode``, ``progress``, ``tracking.*``, ``diagnostics.*``,
+  ``gradcheck.at_epoch``): checked here so that a bad one is refused before;
+- combinations: early stopping without a validation set.
+
+Then it builds the optimizer, schedule and early stopping once (cheap, nothing allocated) so
+that their values are checked before data load, and estimates the memory of the hidden layers
+(a lower bound); the model is checked when it is built, its full memory estimated just before
+(:mod:`nnexp.build`).
 
 The input is a plain dict (``OmegaConf.to_container(cfg, resolve=True)``): this module knows
 nothing of Hydra, so the same checks serve the command line, the tests and the Python API.
@@ -12,162 +28,197 @@ nothing of Hydra, so the same checks serve the command line, the tests and the P
 
 from __future__ import annotations
 
-import math
+import difflib
+import functools
+import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nnexp.errors import ConfigError
 
-# A check takes a value and returns an error message fragment ("must be ..."), or None if fine.
-Check = Callable[[Any], "str | None"]
+CONF = Path(__file__).resolve().parent / "conf"
+
+
+@dataclass
+class Section:
+    """The keys one part of the config may hold: ``allowed`` (``open`` when the constructor
+    takes ``**kwargs``: anything), and ``required`` (constructor arguments without a default)."""
+
+    allowed: set[str] = field(default_factory=set)
+    required: set[str] = field(default_factory=set)
+    open: bool = False
+
+    def add(self, constructor: Callable | None, skip: Mapping[str, str] | set = frozenset()) -> None:
+        """The keyword arguments of ``constructor`` (its ``__init__`` for a class) but ``skip``."""
+        if constructor is None:
+            return
+        for p in inspect.signature(constructor).parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                self.open = True
+            elif p.kind is not p.VAR_POSITIONAL and p.name not in skip:
+                self.allowed.add(p.name)
+                if p.default is p.empty:
+                    self.required.add(p.name)
+
+
+@functools.cache
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _yaml_keys(group: str, option: Any = None) -> set[str]:
+    """Keys of ``conf/<group>/<option>.yaml``, or of every option of the group."""
+    paths = [CONF / group / f"{option}.yaml"] if isinstance(option, str) else sorted((CONF / group).glob("*.yaml"))
+    return {k for path in paths for k in _yaml(path) if k != "defaults"}
+
+
+def _root() -> tuple[dict, list[str]]:
+    """``conf/config.yaml`` without ``defaults``/``hydra``, and the groups its defaults choose."""
+    root = _yaml(CONF / "config.yaml")
+    groups = [k for entry in root.get("defaults", []) if isinstance(entry, dict)
+              for k, v in entry.items() if v is not None and "/" not in k]
+    return {k: v for k, v in root.items() if k not in ("defaults", "hydra")}, groups
+
+
+def _group_section(group: str, section: Mapping[str, Any]) -> Section:
+    """The keys of group ``group`` given the chosen option's section (see the module docstring)."""
+    from nnexp import build
+    from nnexp.data import DATASETS
+
+    name = section.get("name")
+    out = Section(allowed={"name"} if "name" in section or group in ("optimizer", "schedule", "data")
+                  else set())
+    if group in ("optimizer", "schedule"):
+        table = build.OPTIMIZERS if group == "optimizer" else build.SCHEDULES
+        if name not in table:
+            raise ConfigError(f"{group}.name must be one of: {', '.join(sorted(table))}, got {name!r} "
+                              f"(choose one with {group}=<name>)")
+        out.add(table[name], skip={"schedule"})
+        out.allowed |= _yaml_keys(group, name)
+    elif group == "data":
+        if name not in DATASETS:
+            raise ConfigError(f"data.name must be one of: {', '.join(DATASETS)}, got {name!r} "
+                              f"(choose one with data=<name>)")
+        out.allowed |= set(DATASETS[name].defaults) | _yaml_keys(group, name)
+    elif group == "model":
+        out.add(build.MLP, skip=build.MODEL_ARGUMENTS)
+        out.allowed |= {"hidden"} | _yaml_keys(group)
+        out.required.add("hidden")
+    elif group == "early_stopping":
+        out.allowed |= {"enabled"} | _yaml_keys(group)
+        if section.get("enabled"):
+            out.add(build.EarlyStopping)
+    else:   # diagnostics, and any group a later change adds: its YAML files say what it holds
+        out.allowed |= _yaml_keys(group)
+    return out
+
+
+def sections(cfg: Mapping[str, Any]) -> dict[str, Section]:
+    """``{"": top-level keys, "tracking": ..., "optimizer": ..., ...}`` for this config."""
+    root, groups = _root()
+    top = Section(allowed=set(root) | set(groups), required=set(root) | set(groups))
+    found = {"": top}
+    for key, value in root.items():       # tracking, gradcheck: nested in config.yaml itself
+        if isinstance(value, dict):
+            found[key] = Section(allowed=set(value), required=set(value))
+    for group in groups:
+        if isinstance(cfg.get(group), Mapping):
+            found[group] = _group_section(group, cfg[group])
+    return found
+
+
+def _first_leaf(prefix: str, value: Any) -> str:
+    """``optimzer`` holding ``{"lr": 0.1}`` → ``optimzer.lr``: the key as the user typed it."""
+    while isinstance(value, Mapping) and len(value) == 1:
+        (key, value), = value.items()
+        prefix = f"{prefix}.{key}"
+    return prefix
+
+
+def _unknown(dotted: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(dotted, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "python -m nnexp --cfg job lists every key"
+    return ConfigError(f"unknown config key {dotted} ({hint}); it would be recorded but never used: "
+                       f"remove it or correct its name")
+
+
+def check_keys(cfg: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first unknown or missing key (see the module docstring).
+
+    Values of constructor arguments are not looked into (``model.init_kwargs`` is a dict the
+    initializer checks); nested sections of ``config.yaml`` (``tracking``) are."""
+    found = sections(cfg)
+    valid = sorted({f"{name}.{k}" if name else k for name, s in found.items() for k in s.allowed}
+                   - set(found))
+    for name, section in found.items():
+        part = cfg if not name else cfg.get(name, {})
+        prefix = f"{name}." if name else ""
+        if not isinstance(part, Mapping):
+            raise ConfigError(f"{name} must be a section of keys, got {part!r} (see conf/config.yaml)")
+        for key in part:
+            if key not in section.allowed and not section.open:
+                raise _unknown(_first_leaf(prefix + str(key), part[key]), valid)
+        for key in sorted(section.required - set(part)):
+            raise ConfigError(f"{prefix}{key} is missing from the config (set it with +{prefix}{key}=...)")
+
+
+# -- the keys no constructor reads before the run exists --------------------------------------
+
+def _whole(low: int, *, optional: bool = False) -> Callable[[Any], str | None]:
+    wanted = f"must be a whole number >= {low}" + (", or null" if optional else "")
+
+    def check(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return None if ok else wanted
+
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, str) and value.strip()) else \
+        "must be a non-empty string, or null"
+
+
+def _hidden(value: Any) -> str | None:
+    """The config's own notion (the MLP takes all widths): a non-empty list; widths by MLP."""
+    return None if isinstance(value, list) and value else \
+        "must be a non-empty list of layer widths >= 1, e.g. [16,8]"
+
+
+#: Keys read by the training loop, the recorder or the report once the run exists (``fit`` and
+#: the diagnostics check them again, too late to refuse them without a FAILED run), and
+#: ``model.hidden``, the config's own notion (the MLP takes every width: ``build.layer_sizes``).
+OWN_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "mode": lambda v: None if v in ("train", "gradcheck") else "must be one of: gradcheck, train",
+    "epochs": _whole(1),
+    "batch_size": _whole(1, optional=True),
+    "progress": _boolean,
+    "model.hidden": _hidden,
+    "gradcheck.at_epoch": _whole(0),
+    "diagnostics.enabled": _boolean,
+    "diagnostics.every": _whole(1, optional=True),
+    "diagnostics.samples_per_epoch": _whole(1),
+    "tracking.uri": _text,
+    "tracking.experiment": _text,
+    "tracking.run_name": _text,
+    "tracking.log_model": _boolean,
+    "tracking.resume": _boolean,
+}
 
 
 def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})" if isinstance(value, str) else repr(value)
-
-
-def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-           hi_open: bool = False, integer: bool = False) -> Check:
-    """A real (or integer) number in a range; booleans and strings are refused."""
-    kind = "a whole number" if integer else "a number"
-    bounds = []
-    if lo is not None:
-        bounds.append(f"{'>' if lo_open else '>='} {lo:g}")
-    if hi is not None:
-        bounds.append(f"{'<' if hi_open else '<='} {hi:g}")
-    wanted = f"must be {kind}" + (f" {' and '.join(bounds)}" if bounds else "")
-
-    def check(value: Any) -> str | None:
-        numeric = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not numeric or not math.isfinite(value):
-            return wanted
-        if lo is not None and (value <= lo if lo_open else value < lo):
-            return wanted
-        if hi is not None and (value >= hi if hi_open else value > hi):
-            return wanted
-        return None
-
-    return check
-
-
-def one_of(choices: Callable[[], list[str]] | list[str]) -> Check:
-    """A string from a fixed list (or from a table looked up when checked)."""
-
-    def check(value: Any) -> str | None:
-        valid = sorted(choices() if callable(choices) else choices)
-        if not isinstance(value, str) or value not in valid:
-            return f"must be one of: {', '.join(valid)}"
-        return None
-
-    return check
-
-
-def boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
-
-
-def optional(inner: Check) -> Check:
-    """``null`` or whatever ``inner`` accepts."""
-
-    def check(value: Any) -> str | None:
-        if value is None:
-            return None
-        problem = inner(value)
-        return None if problem is None else f"{problem}, or null"
-
-    return check
-
-
-def text(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
-
-
-def layer_widths(value: Any) -> str | None:
-    """Hidden layer sizes: a non-empty list of whole numbers >= 1, e.g. [16, 8]."""
-    wanted = "must be a non-empty list of layer widths >= 1, e.g. [16,8]"
-    if not isinstance(value, list) or not value:
-        return wanted
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in value):
-        return wanted
-    return None
-
-
-def _core_names(table: str) -> Callable[[], list[str]]:
-    """Valid names from a table of the core, imported only when a check needs it."""
-
-    def names() -> list[str]:
-        from nnexp import core
-
-        return list(getattr(core, table))
-
-    return names
-
-
-def _data_names() -> list[str]:
-    from nnexp.data import DATASETS
-
-    return list(DATASETS)
-
-
-def _optimizer_names() -> list[str]:
-    from nnexp.build import OPTIMIZERS
-
-    return list(OPTIMIZERS)
-
-
-def _schedule_names() -> list[str]:
-    from nnexp.build import SCHEDULES
-
-    return list(SCHEDULES)
-
-
-# Every key a run reads, with its check. Keys of the optimizer and schedule groups differ from
-# option to option, so they are checked by their leaf name wherever they appear (see below).
-CHECKS: dict[str, Check] = {
-    "mode": one_of(["train", "gradcheck"]),
-    "lr": number(0, lo_open=True),
-    "epochs": number(1, integer=True),
-    "batch_size": optional(number(1, integer=True)),
-    "seed": number(0, integer=True),
-    "dtype": one_of(["float32", "float64"]),
-    "progress": boolean,
-    "model.hidden": layer_widths,
-    "model.activation": one_of(_core_names("ACTIVATIONS")),
-    "model.output": one_of(_core_names("OUTPUTS")),
-    "model.loss": one_of(_core_names("LOSSES")),
-    "model.init": one_of(_core_names("INITIALIZERS")),
-    "optimizer.name": one_of(_optimizer_names),
-    "schedule.name": one_of(_schedule_names),
-    "data.name": one_of(_data_names),
-    "early_stopping.enabled": boolean,
-    "early_stopping.monitor": one_of(["val_loss", "val_acc"]),
-    "early_stopping.patience": number(1, integer=True),
-    "early_stopping.min_delta": number(0),
-    "early_stopping.restore_best": boolean,
-    "gradcheck.at_epoch": number(0, integer=True),
-    "diagnostics.enabled": boolean,
-    "diagnostics.every": optional(number(1, integer=True)),
-    "diagnostics.samples_per_epoch": number(1, integer=True),
-    "tracking.uri": optional(text),
-    "tracking.experiment": optional(text),
-    "tracking.run_name": optional(text),
-    "tracking.log_model": boolean,
-    "tracking.resume": boolean,
-}
-
-# Hyper-parameters of optimizers and schedules, by leaf name (e.g. optimizer.momentum).
-HYPERPARAMETER_CHECKS: dict[str, Check] = {
-    "lr": number(0, lo_open=True),
-    "weight_decay": number(0),
-    "momentum": number(0, 1, hi_open=True),
-    "rho": number(0, 1, hi_open=True),
-    "beta1": number(0, 1, hi_open=True),
-    "beta2": number(0, 1, hi_open=True),
-    "eps": number(0, lo_open=True),
-    "step_size": number(1, integer=True),
-    "gamma": number(0, 1, lo_open=True),
-    "decay_rate": number(0),
-}
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -182,42 +233,23 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _fail(key: str, problem: str, value: Any) -> ConfigError:
-    return ConfigError(f"{key} {problem}, got {_describe(value)} (override it with {key}=...)")
-
-
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` for the first invalid value of a resolved config dict.
-
-    Checks run in the order of :data:`CHECKS` so that the message is about the most basic
-    problem first (a type before a combination).
-    """
+    """Raise :class:`ConfigError` (one line naming the key) for the first problem of a resolved
+    config dict: structure first, then the loop's keys, then the cheap constructors' verdicts."""
+    check_keys(cfg)
     flat = flatten(cfg)
-    for key, check in CHECKS.items():
-        if key not in flat:
-            group = key.partition(".")[0]
-            if group in ("early_stopping", "diagnostics") and not flat.get(f"{group}.enabled"):
-                continue  # `early_stopping=off` and `diagnostics=off` carry only `enabled`
-            raise ConfigError(f"{key} is missing from the config (set it with +{key}=...)")
-        problem = check(flat[key])
-        if problem:
-            raise _fail(key, problem, flat[key])
+    for key, check in OWN_CHECKS.items():
+        if key in flat:   # diagnostics=off carries only `enabled`
+            problem = check(flat[key])
+            if problem:
+                raise ConfigError(f"{key} {problem}, got {_describe(flat[key])} (override it with {key}=...)")
 
-    for group in ("optimizer", "schedule"):
-        for key, value in flat.items():
-            leaf = key.removeprefix(f"{group}.")
-            if key.startswith(f"{group}.") and leaf in HYPERPARAMETER_CHECKS:
-                problem = HYPERPARAMETER_CHECKS[leaf](value)
-                if problem:
-                    raise _fail(key, problem, value)
+    from nnexp import build
 
-    from nnexp.core import check_output_loss
-
-    try:
-        check_output_loss(flat["model.output"], flat["model.loss"])
-    except ValueError as error:
-        raise ConfigError(f"model.output/model.loss: {error}") from None
-
+    build.check_dtype(cfg)
+    build.build_optimizer(cfg)
+    build.build_early_stopping(cfg)
+    build.check_memory(cfg)   # the hidden layers alone, before the data set is loaded
     if flat.get("early_stopping.enabled") and cfg["data"].get("val_fraction", 1) == 0:
         raise ConfigError(
             "early_stopping needs a validation set, but data.val_fraction is 0 "

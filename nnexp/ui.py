@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         uri = store_with_runs(args.uri)
     except NnexpError as error:
         parser.exit(2, f"nnexp.ui: error: {error}\n")
+    if uri.startswith(("http://", "https://")):   # `mlflow ui` would fail with a traceback
+        parser.exit(2, f"nnexp.ui: error: {uri} is a tracking server, which has its own UI: open it "
+                       f"in a browser (this command serves a database store: --uri sqlite:///<file>)\n")
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if not 0 < args.port < 65536:

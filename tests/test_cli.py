@@ -67,7 +67,7 @@ def test_cfg_job_shows_the_composed_config(workdir):
 @pytest.mark.parametrize(("args", "message"), [
     (["optimizer=adamx"], "optimizer"),
     (["foo=1"], "foo"),
-    (["lr=-0.1"], "lr must be a number > 0"),
+    (["lr=-0.1"], "optimizer.lr must be a finite number > 0"),
     (["batch_size=0"], "batch_size"),
     (["model.hidden=[]"], "model.hidden"),
     (["model.activation=relux"], "model.activation"),

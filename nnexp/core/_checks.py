@@ -35,7 +35,8 @@ def resolve_dtype(dtype: Any) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in DTYPES.values():
+    # `is None` first: np.dtype.__eq__ coerces None to float64, so None "is in" DTYPES
+    if resolved is None or resolved not in DTYPES.values():
         raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     return resolved
 
@@ -78,10 +79,36 @@ def fraction(value: Any, name: str, *, low_open: bool = False) -> float:
     return value
 
 
-def count(value: Any, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools are refused: ``True`` is not a count)."""
+def decay_factor(value: Any, name: str) -> float:
+    """``value`` as a float in (0, 1]: a factor that shrinks a rate (1 keeps it; above 1 would
+    make a "decay" grow the learning rate without bound)."""
+    value = positive(value, name)
+    if value > 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+    return value
+
+
+def count(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int >= ``minimum`` (and <= ``maximum``); bools are refused: ``True`` is
+    not a count."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
+
+
+def number(value: Any, name: str, *, low: float, high: float | None = None,
+           low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the interval from ``low`` to ``high`` (None: no upper
+    bound), each end closed unless ``*_open``; e.g. ``[0.0, 1.0)`` for a split fraction."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    bound = f">= {low}" if high is None else f"in {left}{low}, {high}{right}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number {bound}, got {value!r}")
+    v = float(value)
+    if (not math.isfinite(v) or v < low or (low_open and v == low)
+            or (high is not None and (v > high or (high_open and v == high)))):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    return v

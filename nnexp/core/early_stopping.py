@@ -26,7 +26,7 @@ class EarlyStopping:
 
     Args:
         monitor: ``"val_loss"`` or ``"val_acc"`` (``train_loss``/``train_acc`` also work).
-        patience: epochs without improvement before stopping (0: stop at the first one);
+        patience: epochs without improvement before stopping (>= 1);
             ``None`` never stops and only tracks the best epoch.
         min_delta: the smallest change that counts as an improvement (>= 0).
         restore_best: put the weights of the best epoch back into the network on stopping.
@@ -36,7 +36,7 @@ class EarlyStopping:
                  restore_best: bool = True):
         self.sign = choose(MONITORS, monitor, "early-stopping monitor")
         self.monitor = monitor
-        self.patience = None if patience is None else count(patience, "patience", minimum=0)
+        self.patience = None if patience is None else count(patience, "patience")
         self.min_delta = positive(min_delta, "min_delta", allow_zero=True)
         if not isinstance(restore_best, bool):
             raise TypeError(f"restore_best must be True or False, got {restore_best!r}")

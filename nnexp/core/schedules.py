@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from nnexp.core._checks import count, fraction, positive
+from nnexp.core._checks import count, decay_factor, fraction, positive
 
 
 class Constant:
@@ -52,7 +52,7 @@ class StepDecay:
 
     def __init__(self, step_size: int = 10, gamma: float = 0.5):
         self.step_size = count(step_size, "step_size")
-        self.gamma = positive(gamma, "gamma")
+        self.gamma = decay_factor(gamma, "gamma")
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         return float(base_lr) * self.gamma ** (epoch // self.step_size)
@@ -67,7 +67,7 @@ class ExponentialDecay:
     per_step = False
 
     def __init__(self, gamma: float = 0.95):
-        self.gamma = positive(gamma, "gamma")
+        self.gamma = decay_factor(gamma, "gamma")
 
     def __call__(self, base_lr: float, epoch: int) -> float:
         return float(base_lr) * self.gamma ** epoch

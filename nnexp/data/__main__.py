@@ -1,6 +1,9 @@
 """Command line for data files: ``python -m nnexp.data download mnist [--root DIR]``.
 
-Exits 0 when the files are in place and verified, 1 with one line on stderr otherwise.
+Exit status, as ``python -m nnexp``: 0 the files are in place and verified; 2 with one line on
+stderr when they cannot be (a bad argument, a root that cannot hold them, no mirror serving
+them intact: the same failure a run reports with 2); 1 only for an unexpected error (a bug,
+with its traceback).
 """
 
 from __future__ import annotations
@@ -8,8 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnexp.data.base import check_urls
 from nnexp.data.mnist import IDX_SETS, download
 from nnexp.errors import DataError
+
+EXIT_BAD_INPUT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = IDX_SETS[args.dataset]
     try:
+        if args.mirror is not None:
+            check_urls(spec.name, "mirrors (--mirror)", args.mirror)
+        if args.timeout is not None and not args.timeout > 0:
+            raise DataError(f"--timeout must be a number of seconds > 0, got {args.timeout:g}")
         folder = download(spec, args.root, args.mirror, timeout=args.timeout)
     except DataError as e:
         print(f"nnexp.data: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     print(f"{spec.name}: {len(spec.sha256)} files verified in {folder}")
     return 0
 

@@ -3,18 +3,19 @@
 A loader (one value of :data:`nnexp.data.DATASETS`) fetches the raw samples of one data set as a
 :class:`Source`; :func:`nnexp.data.load` then splits, scales and encodes them. The ``check_*``
 helpers turn a bad option into a one-line :class:`~nnexp.errors.DataError` that names the data set,
-the option (as ``data.<option>``, the way it is overridden on the command line) and the valid range.
+the option (as ``data.<option>``, the way it is overridden on the command line) and the valid range;
+the range rules themselves are the core's (``nnexp.core._checks``), written once.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nnexp.core._checks import count, number
 from nnexp.errors import DataError
 
 
@@ -47,13 +48,12 @@ def _fail(dataset: str, option: str, value: Any, expected: str) -> DataError:
 
 
 def check_int(dataset: str, option: str, value: Any, *, low: int, high: int | None = None) -> int:
-    """Return ``value`` as an int if it is an integer (not a bool) in ``[low, high]``."""
-    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _fail(dataset, option, value, expected)
-    if value < low or (high is not None and value > high):
-        raise _fail(dataset, option, value, expected)
-    return int(value)
+    """Return ``value`` as an int if it is an integer (not a bool) in ``[low, high]``: the
+    core's rule (:func:`nnexp.core._checks.count`), named as ``data.<option>``."""
+    try:
+        return count(value, f"data.{option}", minimum=low, maximum=high)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{dataset}: {error}") from None
 
 
 def check_float(
@@ -66,19 +66,12 @@ def check_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """Return ``value`` as a float if it is a real number within the given interval."""
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    expected = (
-        f"a number >= {low}" if high is None else f"a number in {left}{low}, {high}{right}"
-    )
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(dataset, option, value, expected)
-    v = float(value)
-    if not np.isfinite(v) or v < low or (low_open and v == low):
-        raise _fail(dataset, option, value, expected)
-    if high is not None and (v > high or (high_open and v == high)):
-        raise _fail(dataset, option, value, expected)
-    return v
+    """Return ``value`` as a float if it is a real number within the given interval: the core's
+    rule (:func:`nnexp.core._checks.number`), named as ``data.<option>``."""
+    try:
+        return number(value, f"data.{option}", low=low, high=high, low_open=low_open, high_open=high_open)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{dataset}: {error}") from None
 
 
 def check_choice(dataset: str, option: str, value: Any, choices: Sequence[str]) -> str:

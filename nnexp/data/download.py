@@ -88,7 +88,11 @@ def fetch_files(
     """
     folder = Path(folder)
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{dataset}: cannot make the data folder {folder}: {e.strerror or e} "
+                        f"(choose another root: data.root, $NNEXP_DATA_DIR or --root)") from None
     done = []
     for name, sha256 in files.items():
         reasons = []

@@ -119,7 +119,9 @@ def verify_size(header: IdxHeader) -> None:
     """Check that the file holds exactly the bytes its header promises; raise DataError if not.
 
     A raw file is checked with ``stat``; a gzipped one is decompressed in chunks (its CRC is
-    checked by gzip at the end), which also catches a truncated or corrupt gzip stream.
+    checked by gzip at the end), which also catches a truncated or corrupt gzip stream. Reading
+    stops one byte past the expected size: a small gzip that expands to gigabytes is "too long"
+    after the expected bytes, not after all of them.
     """
     path, expected = header.path, header.nbytes
     if not _is_gz(path):
@@ -128,15 +130,15 @@ def verify_size(header: IdxHeader) -> None:
         size = 0
         try:
             with _open(path) as f:
-                while chunk := f.read(_CHUNK):
+                while size <= expected and (chunk := f.read(min(_CHUNK, expected + 1 - size))):
                     size += len(chunk)
         except (OSError, EOFError, zlib.error) as e:
             raise _gzip_error(path, e) from e
     if size != expected:
-        state = "truncated" if size < expected else "too long"
+        held = f"it holds {size}" if size < expected or not _is_gz(path) else "it holds more"
         raise DataError(
-            f"data file {path} is {state}: its header {header.shape} needs {expected} bytes, "
-            f"it holds {size}; {_FIX}"
+            f"data file {path} is {'truncated' if size < expected else 'too long'}: its header "
+            f"{header.shape} needs {expected} bytes, {held}; {_FIX}"
         )
 
 

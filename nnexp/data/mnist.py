@@ -13,6 +13,7 @@ instead, so that an unpacked or re-compressed copy of the same data also loads.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,28 @@ def data_root(root: str | os.PathLike | None) -> Path:
 
 
 def _find(folder: Path, stem: str) -> Path | None:
-    """Return the gzipped or raw file for ``stem`` in ``folder``, or None."""
+    """Return the gzipped or raw file for ``stem`` in ``folder``, or None; a symbolic link
+    that leads nowhere (a loop, a missing target) is reported as such, not as missing."""
     for path in (folder / f"{stem}.gz", folder / stem):
         if path.is_file():
             return path
+        if path.is_symlink():
+            _broken_link(path)
     return None
+
+
+def _broken_link(path: Path) -> None:
+    """Raise the DataError that says why the symbolic link ``path`` reaches no file."""
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataError(f"data file {path} is a symlink loop (it leads back to itself through "
+                            f"{os.readlink(path)}); replace it with the file or a link to it") from None
+        raise DataError(f"data file {path} is a symlink to {os.readlink(path)}, which cannot be opened "
+                        f"({error.strerror}); fix the link or replace it with the file") from None
+    raise DataError(f"data file {path} is a symlink to {os.readlink(path)}, which is not a file; "
+                    f"fix the link or replace it with the file")
 
 
 def download(spec: IdxDataSet, root=None, mirrors=None, *, timeout: float | None = None) -> Path:

@@ -35,8 +35,6 @@ OFFICIAL = "official"  # the publisher's test split; validation drawn from the t
 FRACTION = "fraction"  # a stratified test_fraction of all samples, then validation from the rest
 REUSE = "reuse"  # every split is all the data (xor: see synthetic.load_xor for why)
 
-DTYPES = ("float32", "float64")
-
 Split = tuple[np.ndarray, np.ndarray]
 
 
@@ -181,13 +179,13 @@ def _split(name: str, loader: Loader, src: Source, common: Mapping[str, Any], rn
 
 
 def _check_dtype(dtype: Any) -> np.dtype:
+    """The core decides which dtypes exist (:func:`nnexp.core._checks.resolve_dtype`)."""
+    from nnexp.core._checks import resolve_dtype
+
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in DTYPES:
-        raise DataError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return dt
+        return resolve_dtype(dtype)
+    except ValueError as error:
+        raise DataError(str(error)) from None
 
 
 def load(

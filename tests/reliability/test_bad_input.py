@@ -30,22 +30,22 @@ CONFIG_CASES = [
     ("unknown_key", ["foo=1"], "Could not override 'foo'"),
     ("unknown_nested_key", ["model.widths=[4]"], "Could not override 'model.widths'"),
     ("unparsable_override", ["model.hidden=[16,"], "cannot parse the override 'model.hidden=[16,'"),
-    ("wrong_type_lr", ["lr=abc"], "lr must be a number > 0, got 'abc'"),
+    ("wrong_type_lr", ["lr=abc"], "optimizer.lr must be a number, got 'abc'"),
     ("wrong_type_epochs", ["epochs=1.5"], "epochs must be a whole number >= 1, got 1.5"),
-    ("negative_lr", ["lr=-0.1"], "lr must be a number > 0, got -0.1"),
-    ("zero_lr", ["lr=0"], "lr must be a number > 0, got 0"),
+    ("negative_lr", ["lr=-0.1"], "optimizer.lr must be a finite number > 0, got -0.1"),
+    ("zero_lr", ["lr=0"], "optimizer.lr must be a finite number > 0, got 0"),
     ("negative_epochs", ["epochs=-3"], "epochs must be a whole number >= 1, got -3"),
     ("batch_size_zero", ["batch_size=0"], "batch_size must be a whole number >= 1"),
     ("empty_model", ["model.hidden=[]"], "model.hidden must be a non-empty list"),
-    ("zero_width_layer", ["model.hidden=[16,0]"], "model.hidden must be a non-empty list of layer widths >= 1"),
-    ("unknown_activation", ["model.activation=relux"], "model.activation must be one of"),
+    ("zero_width_layer", ["model.hidden=[16,0]"], "model.hidden[1] must be an integer >= 1, got 0"),
+    ("unknown_activation", ["model.activation=relux"], "model.activation: unknown activation 'relux'; choose one of"),
     ("impossible_output_loss", ["model.output=identity", "model.loss=cross_entropy"],
      "output 'identity' cannot be trained with loss 'cross_entropy'"),
     ("val_fraction_above_1", ["data.val_fraction=1.5"], "data.val_fraction must be a number in [0.0, 1.0), got 1.5"),
     ("val_fraction_1", ["data.val_fraction=1"], "data.val_fraction must be a number in [0.0, 1.0), got 1"),
     ("val_fraction_negative", ["data.val_fraction=-0.1"], "data.val_fraction must be a number in [0.0, 1.0)"),
     ("early_stopping_without_validation", ["data.val_fraction=0"], "early_stopping needs a validation set"),
-    ("unknown_data_option", ["data=spiral", "+data.colour=red"], "unknown data option data.colour"),
+    ("unknown_data_option", ["data=spiral", "+data.colour=red"], "unknown config key data.colour"),
 ]
 
 
@@ -63,7 +63,7 @@ def test_the_debug_switch_shows_the_traceback(with_earlier_run):
     workdir, before = with_earlier_run
     result = nnexp("lr=-1", *QUICK, cwd=workdir, env={"NNEXP_DEBUG": "1"})
     assert result.returncode != 0
-    assert "Traceback" in result.stderr and "ConfigError: lr must be a number > 0" in result.stderr
+    assert "Traceback" in result.stderr and "ConfigError: optimizer.lr must be a finite number > 0" in result.stderr
     assert_untouched(workdir, before)
 
 
