@@ -110,6 +110,10 @@ def build_model(cfg: Mapping[str, Any], n_inputs: int, n_outputs: int, dtype: st
     first if its estimated memory (:mod:`nnexp.core.memory`; with ``n_train`` training rows,
     fit's copy of them and a full batch are counted too) exceeds what is available."""
     options = {k: v for k, v in cfg["model"].items() if k != "hidden"}
+    for key in ("init_kwargs", "activation_kwargs"):
+        if not isinstance(options.get(key) or {}, Mapping):
+            raise ConfigError(f"model.{key} must be a mapping of options, e.g. "
+                              f"+model.{key}.<option>=<value>, got {options[key]!r}")
     sizes = layer_sizes(cfg, n_inputs, n_outputs)
     keys = _keys("model", options) | MODEL_ARGUMENTS
     dtype = dtype or cfg["dtype"]

@@ -91,6 +91,8 @@ def optimizer_slots(optimizer, dtype) -> int:
     if not was_tracing:
         tracemalloc.start()
     try:
+        if hasattr(optimizer, "begin_training"):   # a per-step schedule needs the length
+            optimizer.begin_training(1)
         before = tracemalloc.get_traced_memory()[0]
         optimizer.step([w], [g])
         held = tracemalloc.get_traced_memory()[0] - before
