@@ -267,7 +267,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
             class_metrics = log_run_report(mlflow_run, net, data, diagnostics, title=run_name(cfg))
             mlflow_run.log_metrics(class_metrics)
             metrics |= class_metrics
-        model = _log_artifacts(mlflow_run, cfg, net, data, history, log_model=cfg["tracking"]["log_model"])
+        # a sweep's child keeps what its model is made of; the sweep logs its best child's model
+        model = _log_artifacts(mlflow_run, cfg, net, data, history,
+                               log_model=cfg["tracking"]["log_model"] and parent_run_id is None)
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
@@ -328,10 +330,13 @@ def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
                   f"the run's metrics and weights are kept", file=sys.stderr, flush=True)
         weights = folder / "weights.npz"
         net.save_npz(weights)
+        from nnexp.tracking.model import log_model as log_logged_model, save_model_inputs
+
+        if not log_model:   # the model can still be logged later (tracking.model.log_model_of_run)
+            save_model_inputs(folder, data.scaler, data.raw_example)
         mlflow_run.log_artifacts(folder)
         if not log_model:
             return None
-        from nnexp.tracking.model import log_model as log_logged_model
 
         mlflow_run.flush()   # the model records the run's metrics at log time
         return log_logged_model(mlflow_run.store.uri, mlflow_run.run_id, weights, data.scaler,

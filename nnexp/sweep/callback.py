@@ -170,10 +170,15 @@ class SweepCallback(Callback):
             return
         try:
             out.summary = summary.summarise_sweep(parent, self.context.invocation, identity.swept_keys(config))
+            best, predict = out.summary["best"], None
+            if best and OmegaConf.select(config, "tracking.log_model", default=True):
+                predict = summary.log_best_model(parent, best)   # once, for the best child only
             counts = out.summary["counts"]
             status = "FAILED" if counts["jobs"] and counts["failed"] == counts["jobs"] else "FINISHED"
             parent.end(status, error=None if status == "FINISHED" else "every job of the sweep failed")
             print(summary.format_counts(out.summary), flush=True)
+            if predict:
+                print(f"predict with the best child's model: {predict}", flush=True)
         except BaseException as error:
             parent.end("FAILED", error=f"summary failed: {type(error).__name__}: {error}")
             raise

@@ -7,9 +7,13 @@ it ends, also when it fails before its own run exists (a bad value in one job). 
 ``RUNNING`` when the sweep ends is a job whose process died (SIGKILL, a lost node): the summary
 counts it FAILED. Nothing goes to the sweep folder.
 
-In a worker process (joblib, Ray, SLURM: not the driver) an interrupt ends the run as KILLED,
+In a worker process that serves several jobs (joblib, Ray) an interrupt ends the run as KILLED,
 writes the record and leaves the process at once (:func:`leave_worker`), so that a worker being
-stopped never picks up the next queued job.
+stopped never picks up the next queued job. A submitit job (SLURM, submitit_local) is a process
+of its own: there the interrupt (``scancel`` sends SIGTERM, then SIGKILL after the cluster's
+``KillWait``) makes the job *return*, so that submitit writes its result file. The driver
+waits on that file, or else on ``sacct``, which a cluster without accounting cannot answer: a
+job that left without a result would keep the driver waiting for ever.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nnexp.sweep.context import JobContext
+from nnexp.sweep.signals import InterruptHandlers
 from nnexp.sweep.tags import JOB_RECORD_PREFIX, TAG_INVOCATION, TAG_JOB
 
 MAX_ERROR = 1000   # characters of a job's error kept in its record (tags hold up to 8000)
@@ -53,15 +58,39 @@ def run_job(cfg: dict, *, job: int, overrides: Sequence[str], choices: Mapping[s
             show_progress: bool | None) -> tuple[float, str]:
     """Run one job; returns its objective (best validation loss, +inf if none) and a one-line
     report for the terminal. Never raises for a failed run, so the other jobs go on; an
-    interrupt is re-raised (in the driver) or ends the worker process (elsewhere)."""
-    from nnexp import app, tracking
+    interrupt is re-raised (in the driver), ends the worker process (joblib, Ray) or ends the
+    job with an infinite objective (a submitit job: see the module docstring)."""
+    from nnexp import app
     from nnexp.cli import summary_line
-    from nnexp.errors import one_line
 
     context = JobContext.from_environ()
     if context is None:   # the sweep callback was taken out of the config: a plain run per job
         result = app.run(cfg, overrides=overrides, choices=choices, show_progress=show_progress)
         return result.objective, summary_line(result, multirun=True)
+    if not in_submitit_job():
+        return _joined_job(cfg, context, job, overrides, choices, show_progress)
+    # submitit bypasses SIGTERM in its jobs: ours turns it into an interrupt from the first line
+    handlers = InterruptHandlers().install()
+    try:
+        return _joined_job(cfg, context, job, overrides, choices, show_progress)
+    except KeyboardInterrupt as interrupt:
+        return math.inf, f"nnexp: job {job} ({' '.join(overrides)}) killed: {interrupt}"
+    finally:
+        handlers.restore()
+
+
+def in_submitit_job() -> bool:
+    """Whether this process is one submitit job (submitit exports ``SUBMITIT_EXECUTOR``)."""
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+def _joined_job(cfg: dict, context: JobContext, job: int, overrides: Sequence[str],
+                choices: Mapping[str, str], show_progress: bool | None) -> tuple[float, str]:
+    """:func:`run_job` for a job of a sweep: its run nested in the context's parent."""
+    from nnexp import app, tracking
+    from nnexp.cli import summary_line
+    from nnexp.errors import one_line
+
     if isinstance(cfg.get("data"), dict) and "root" in cfg["data"]:
         cfg["data"]["root"] = context.data_root_for(cfg["data"]["root"])
     store = tracking.open_store(context.tracking_uri, context.experiment)
@@ -76,7 +105,7 @@ def run_job(cfg: dict, *, job: int, overrides: Sequence[str], choices: Mapping[s
             record_job(store, context, job, {**base, "status": "KILLED", "stop_reason": "killed",
                                              "run_id": getattr(interrupt, "nnexp_run_id", None),
                                              "error": str(interrupt) or "interrupted"})
-        if not context.in_driver():
+        if not context.in_driver() and not in_submitit_job():
             leave_worker(interrupt)
         raise
     except Exception as error:  # noqa: BLE001 - recorded; the sweep goes on

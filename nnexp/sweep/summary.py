@@ -228,6 +228,37 @@ def summarise_sweep(parent, invocation: str, swept: Sequence[str]) -> dict[str, 
     return summary
 
 
+def log_best_model(parent, best: Mapping[str, Any]) -> str | None:
+    """Log the best child's LoggedModel, once per sweep, and return its predict command.
+
+    Children keep ``weights.npz``, ``preprocessing.npz`` and ``input_example.npz``
+    (:func:`nnexp.tracking.model.save_model_inputs`); logging a LoggedModel per child would cost
+    each job about 1-3 s of MLflow (``bench/README.md``). The model's id is tagged on the child
+    (``nnexp.model_id``) and the parent (``nnexp.best_model_id``); a resumed sweep whose best is
+    unchanged logs nothing new. A failure is one warning line: the sweep's results stand."""
+    import sys
+
+    from nnexp.errors import one_line
+    from nnexp.sweep.tags import TAG_BEST_MODEL, TAG_SWEEP_RUN
+    from nnexp.tracking import default_uri
+    from nnexp.tracking.model import log_model_of_run
+    from nnexp.tracking.tags import MODEL_ID
+
+    store = parent.store
+    (me,) = store.backend.find_runs([store.experiment_id], tags={TAG_SWEEP_RUN: parent.run_id})
+    if me.tags.get(TAG_BEST_MODEL, "").startswith(f"{best['run_id']}:"):
+        return None
+    try:
+        model = log_model_of_run(store.uri, best["run_id"])
+    except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without it
+        print(f"nnexp: warning: the best child's model was not logged ({one_line(error)}); its "
+              f"weights.npz is among its artifacts", file=sys.stderr, flush=True)
+        return None
+    store.backend.log_batch(best["run_id"], tags={MODEL_ID: model.model_id})
+    parent.set_tags({TAG_BEST_MODEL: f"{best['run_id']}:{model.model_id}"})
+    return model.predict_command(store.uri, default_uri())
+
+
 def _override_value(record: Mapping[str, Any], key: str) -> str | None:
     for override in record.get("overrides", []):
         name, _, value = override.partition("=")

@@ -10,3 +10,4 @@ TAG_OVERRIDES = "nnexp.overrides"
 TAG_SWEPT = "nnexp.swept"
 TAG_BEST_RUN_ID = "nnexp.best_run_id"
 TAG_BEST_RUN_NAME = "nnexp.best_run_name"
+TAG_BEST_MODEL = "nnexp.best_model"        # "<best child run id>:<its LoggedModel id>" on the parent

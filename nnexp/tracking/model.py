@@ -8,11 +8,17 @@ show it, ``models:/<model_id>`` and ``runs:/<run_id>/model`` load it, and it can
 
 The model's artifacts are the network's ``weights.npz`` and ``preprocessing.npz``, the scaling
 fitted on the run's training split, so ``predict`` takes the data set's raw columns and returns
-class probabilities. Its input example is a few raw test rows; its signature is inferred by
-MLflow from that example and the model's output on it.
+class probabilities. Its input example is a few raw test rows; its signature is MLflow's
+``infer_signature`` of that example and the network's output on it, computed here so that MLflow
+need not load the model to infer it.
 
-Cost: this imports MLflow (2-3 s of CPU) in a process that had no need of it
-(``bench/overhead.py`` measures it); ``tracking.log_model=false`` skips the model.
+Cost: this imports MLflow (about 1.5 s here) and opens MLflow's own store (about 1 s, SQLAlchemy)
+in a process that had no need of either, then MLflow maps installed packages to check the pip
+requirements (about 0.6 s, once per process): ``bench/README.md`` has the figures;
+``tracking.log_model=false`` skips the model. A sweep's children therefore log only what the
+model is made of (:func:`save_model_inputs`: ``weights.npz``, ``preprocessing.npz``,
+``input_example.npz`` among the run's artifacts) and the sweep logs the LoggedModel of its best
+child once, at its end (:func:`log_model_of_run`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import numpy as np
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_NAME = "model"   # runs:/<run_id>/model
+# what a run keeps among its artifacts so that its model can be logged later (log_model_of_run)
+WEIGHTS, PREPROCESSING, INPUT_EXAMPLE = "weights.npz", "preprocessing.npz", "input_example.npz"
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,46 @@ def _save_preprocessing(path: Path, scaler) -> None:
     else:
         shift, scale = (np.asarray(a, dtype=np.float64).reshape(-1) for a in scaler)
         np.savez(path, shift=shift, scale=scale)
+
+
+def save_model_inputs(folder: Path, scaler, input_example: np.ndarray) -> None:
+    """``preprocessing.npz`` and ``input_example.npz`` (array ``rows``, raw ``(k, n_inputs)``) in
+    ``folder``, next to the run's ``weights.npz``: with them :func:`log_model_of_run` logs the
+    run's model afterwards without the data set."""
+    _save_preprocessing(folder / PREPROCESSING, scaler)
+    np.savez(folder / INPUT_EXAMPLE, rows=np.asarray(input_example, dtype=np.float64))
+
+
+def log_model_of_run(tracking_uri: str, run_id: str) -> LoggedModel:
+    """Log the LoggedModel of a run that kept :func:`save_model_inputs`' files (a sweep's best
+    child), from its artifacts: wherever the store keeps them (a folder, a tracking server)."""
+    from nnexp.tracking.store import _collector_paused, import_mlflow_client
+
+    with _collector_paused():
+        import_mlflow_client()
+        import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory(prefix="nnexp-best-") as tmp:
+        local = {name: Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=tmp,
+                                                                tracking_uri=tracking_uri))
+                 for name in (WEIGHTS, PREPROCESSING, INPUT_EXAMPLE)}
+        with np.load(local[PREPROCESSING], allow_pickle=False) as scaling:
+            scaler = (scaling["shift"], scaling["scale"]) if "shift" in scaling.files else None
+        with np.load(local[INPUT_EXAMPLE], allow_pickle=False) as example:
+            rows = example["rows"]
+        return log_model(tracking_uri, run_id, local[WEIGHTS], scaler, rows)
+
+
+def _signature(weights_path: str | Path, scaler, rows: np.ndarray):
+    """MLflow's ``infer_signature`` of the raw example and the network's probabilities on it
+    (what the model returns: :mod:`nnexp.tracking.pyfunc_model`), without loading the model."""
+    from mlflow.models import infer_signature
+
+    from nnexp.core import MLP
+
+    net = MLP.load_npz(weights_path)
+    X = rows if scaler is None else (rows - np.reshape(scaler[0], -1)) / np.reshape(scaler[1], -1)
+    return infer_signature(rows, net.predict_proba(np.ascontiguousarray(X, dtype=net.dtype)))
 
 
 def log_model(tracking_uri: str, run_id: str, weights_path: str | Path, scaler,
@@ -90,10 +138,11 @@ def log_model(tracking_uri: str, run_id: str, weights_path: str | Path, scaler,
         try:
             # the LoggedModel is made in the fluent API's current experiment: the run's own
             mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+            rows = np.asarray(input_example, dtype=np.float64)
             info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id,
                              python_model=str(MODEL_CODE),
                              artifacts={"weights": str(weights_path), "preprocessing": str(preprocessing)},
-                             input_example=np.asarray(input_example, dtype=np.float64),
+                             input_example=rows, signature=_signature(weights_path, scaler, rows),
                              registered_model_name=registered_model_name,
                              pip_requirements=_requirements())
         except MlflowException as error:

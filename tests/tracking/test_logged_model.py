@@ -90,3 +90,63 @@ def test_a_run_without_a_model_logs_none(tmp_path):
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.search_logged_models([e.experiment_id for e in client.search_experiments()]) == []
+
+
+@pytest.fixture(scope="module")
+def sweep_folder(tmp_path_factory):
+    """A 3-job sweep in an empty folder with nothing set: its stdout and folder."""
+    folder = tmp_path_factory.mktemp("sweep-model")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run([sys.executable, "-m", "nnexp", "-m", "seed=0,1,2", "epochs=3", "progress=false"],
+                            cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr, result.stderr
+    return folder, env, result
+
+
+SWEEP_MODELS = """
+    import json, mlflow, numpy as np
+    from sklearn.datasets import load_breast_cancer
+    raw = load_breast_cancer()
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    models = mlflow.search_logged_models(experiment_ids=experiments, output_format="list")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    (parent,) = [r for r in runs if r.data.tags.get("nnexp.sweep") == "parent"]
+    best = parent.data.tags["nnexp.best_run_id"]
+    p = np.asarray(mlflow.pyfunc.load_model(f"runs:/{best}/model").predict(raw.data))
+    children = {r.info.run_id: {"artifacts": sorted(a.path for a in client.list_artifacts(r.info.run_id)),
+                                "model_tag": r.data.tags.get("nnexp.model_id"),
+                                "test_acc": r.data.metrics["test_acc"]}
+                for r in runs if "mlflow.parentRunId" in r.data.tags}
+    print(json.dumps({"sources": [m.source_run_id for m in models], "ids": [m.model_id for m in models],
+                      "best": best, "children": children, "acc": float((p.argmax(1) == 1 - raw.target).mean())}))
+"""
+
+
+def test_a_sweep_logs_one_model_for_its_best_child(sweep_folder):
+    """Children keep what the model is made of; the sweep logs the best child's LoggedModel once."""
+    folder, env, _ = sweep_folder
+    found = in_folder(folder, env, SWEEP_MODELS)
+    assert found["sources"] == [found["best"]]
+    assert len(found["children"]) == 3
+    for run_id, child in found["children"].items():
+        assert {"weights.npz", "preprocessing.npz", "input_example.npz"} <= set(child["artifacts"])
+        assert child["model_tag"] == (found["ids"][0] if run_id == found["best"] else None)
+    best_acc = found["children"][found["best"]]["test_acc"]
+    assert found["acc"] >= best_acc - 0.05 and found["acc"] > 0.85   # raw rows, 3 epochs
+
+
+def test_the_sweeps_predict_command_works_and_resume_logs_no_second_model(sweep_folder):
+    folder, env, result = sweep_folder
+    prefix = "predict with the best child's model: "
+    command = next(l for l in result.stdout.splitlines() if l.startswith(prefix)).removeprefix(prefix)
+    done = subprocess.run(command, shell=True, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads(done.stdout.strip().splitlines()[-1])["predictions"]) == 5
+    again = subprocess.run([sys.executable, "-m", "nnexp", "-m", "seed=0,1,2", "epochs=3", "progress=false",
+                            "tracking.resume=true"], cwd=folder, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert prefix not in again.stdout       # the same best child: its model is already logged
+    assert len(in_folder(folder, env, SWEEP_MODELS)["sources"]) == 1
