@@ -26,7 +26,7 @@ TAIL = ("epochs=3", "progress=false", "tracking.log_model=false")
 
 # (id, extra command-line arguments, text the one-line message must contain)
 CONFIG_CASES = [
-    ("unknown_group_option", ["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
+    ("unknown_group_option", ["optimizer=adamx"], "Could not find 'optimizer/adamx'"),
     ("unknown_key", ["foo=1"], "Could not override 'foo'"),
     ("unknown_nested_key", ["model.widths=[4]"], "Could not override 'model.widths'"),
     ("unparsable_override", ["model.hidden=[16,"], "cannot parse the override 'model.hidden=[16,'"),
@@ -253,16 +253,16 @@ def test_bad_group_option_in_a_sweep_fails_the_parent_in_one_line(with_earlier_r
     only value is bad fails earlier, like a single run): no job runs, the parent is ended
     FAILED with the message, and nothing is left RUNNING."""
     workdir, before = with_earlier_run
-    result = nnexp("-m", "optimizer=sgd,adamw", *QUICK, cwd=workdir)
+    result = nnexp("-m", "optimizer=sgd,adamx", *QUICK, cwd=workdir)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("nnexp:")]
-    assert len(errors) == 1 and "Could not find 'optimizer/adamw'" in errors[0]
+    assert len(errors) == 1 and "Could not find 'optimizer/adamx'" in errors[0]
     assert "Traceback" not in result.stderr
     client = client_for(workdir)
     runs = {r.info.run_name: r for r in all_runs(client) if r.info.run_id != before.run_id}
     (parent,) = [r for r in runs.values() if r.data.tags.get("nnexp.sweep") == "parent"]
     assert parent.info.status == "FAILED"
-    assert "Could not find 'optimizer/adamw'" in parent.data.tags["nnexp.error"]
+    assert "Could not find 'optimizer/adamx'" in parent.data.tags["nnexp.error"]
     assert len(runs) == 1
     after = snapshot(workdir, before.run_id)
     assert (after.status, after.metrics, after.curves) == (before.status, before.metrics, before.curves)
