@@ -263,24 +263,35 @@ class Recorder:
         return out
 
 
+def layer_views(net) -> list[LayerView]:
+    """One :class:`LayerView` per weight layer of an :class:`~nnexp.core.MLP`, from its public
+    plan (``net.layers``): live weights, gradients, batch-norm parameters and statistics."""
+    views = []
+    for layer in net.layers:
+        bn = layer.batch_norm
+        views.append(LayerView(
+            layer.k, layer.W, layer.dW, layer.b, layer.db, activation=layer.activation_name,
+            act_scale=1.0 / layer.out_scale, unit_extra=(layer.gamma, layer.beta) if bn else (),
+            running_mean=layer.running_mean if bn else None,
+            running_var=layer.running_var if bn else None, dropout=layer.dropout))
+    return views
+
+
 def recorder_for(net, every: int = 1, rtol: float = DISTINCT_RTOL) -> Recorder:
     """A :class:`Recorder` of an :class:`~nnexp.core.MLP` with ``hook``, its ``fit(on_step=)``
-    callback: reads the batch's hidden activations from the workspace ``fit`` passes (stored
-    transposed, ``(width, n)``, and halved for a sigmoid network: see network's docstring)."""
-    n_layers = net.n_layers
-    # the factor each hidden output is stored with: the input scale of the next layer
-    scales = list(getattr(net, "_scales", [1.0] * n_layers))
-    layers = [LayerView(k + 1, net.weights[k], net.grads[2 * k], net.biases[k], net.grads[2 * k + 1],
-                        activation=net.activation if k < n_layers - 1 else None,
-                        act_scale=1.0 / scales[k + 1] if k < n_layers - 1 else 1.0)
-              for k in range(n_layers)]
-    recorder = Recorder(layers, every=every, rtol=rtol)
+    callback: reads the batch's hidden activations and dropout masks through the workspace's
+    public accessors (``ws.activations()``, ``ws.masks()``; activations as stored, times each
+    layer's ``out_scale``, which the views undo)."""
+    recorder = Recorder(layer_views(net), every=every, rtol=rtol)
 
     def hook(ws) -> None:
-        if recorder._calls % recorder.every and not recorder._pending:
-            recorder._calls += 1     # a step that is not sampled: nothing else to do
+        if recorder._calls % recorder.every:
+            if not recorder._pending:
+                recorder._calls += 1     # a step that is not sampled: nothing else to do
+                return
+            recorder.step()
             return
-        recorder.step([H.T for H in ws.Hin] if recorder._calls % recorder.every == 0 else ())
+        recorder.step(ws.activations(), ws.masks() or None)
 
     recorder.hook = hook
     return recorder

@@ -18,7 +18,7 @@ def test_round_trip_keeps_weights_architecture_and_predictions(tmp_path, dtype):
     net.save_npz(path)
     loaded = MLP.load_npz(path)
     assert loaded.config() == net.config()
-    assert loaded._act.slope == 0.05 and loaded.dtype == net.dtype
+    assert loaded.layers[0].activation.slope == 0.05 and loaded.dtype == net.dtype
     for a, b in zip(loaded.params, net.params):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
