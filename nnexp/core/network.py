@@ -1,36 +1,38 @@
-"""The multilayer perceptron: parameters in one flat buffer, forward and backward passes.
+"""The multilayer perceptron: a plan of layers over one flat parameter buffer.
 
 Shapes, for a batch of ``n`` samples and layer sizes ``[d_0, d_1, ..., d_L]``:
+``X`` ``(n, d_0)``; ``W_k`` ``(d_{k-1}, d_k)``; ``b_k`` ``(d_k,)``; ``Y``, ``P`` ``(n, d_L)``.
+Forward, k = 1..L: ``Z_k = A_{k-1} W_k + b_k``, ``A_k = f_k(Z_k)`` (hidden; batch norm and
+dropout as in :mod:`nnexp.core.layers`), ``P = g(Z_L)``, ``A_0 = X``. Backward: ``delta_L =
+dL/dZ_L`` from the head (``(P - Y)/n`` for canonical pairs); then for k = L..1 each layer turns
+the gradient of its output into ``dW_k``, ``db_k`` and the gradient of its input (the chain
+rule, once per layer, in reverse order; ``dL/dX`` is never computed).
 
-- ``X``: ``(n, d_0)``; ``W_k``: ``(d_{k-1}, d_k)``; ``b_k``: ``(d_k,)``; ``Y``, ``P``: ``(n, d_L)``.
-- forward, for k = 1..L:  ``Z_k = A_{k-1} W_k + b_k``;  ``A_k = f(Z_k)`` (hidden) and
-  ``P = g(Z_L)`` (output), with ``A_0 = X``.
-- backward: ``delta_L = dL/dZ_L`` from the head (``(P - Y)/n`` for canonical pairs); then for
-  k = L..1: ``dW_k = A_{k-1}^T delta_k``, ``db_k = sum_rows delta_k`` and, for k > 1,
-  ``delta_{k-1} = (delta_k W_k^T) * f'(Z_{k-1})`` (the chain rule, applied once per layer in
-  reverse order). ``dL/dX`` is never computed: nothing upstream needs it.
+The plan is built once, in ``__init__`` (:mod:`nnexp.core.plan`): one
+:class:`~nnexp.core.layers.Dense` per weight layer. Each layer describes its parameters
+(:class:`~nnexp.core.layers.ParamSpec`), which lay out the buffers ``flat`` and ``grad_flat``
+(layer by layer, ``W_k`` then ``b_k``, or ``W_k, gamma_k, beta_k``), name the parameters and
+drive serialisation; an optimizer then updates everything with a few whole-buffer ufunc calls.
+For each batch size, a :class:`~nnexp.core.plan.Workspace` holds every array of a pass and,
+built on first use, each pass as a list of bound operations ``(function, args)``: forward and
+backward are one uniform loop each (:func:`_run`).
 
-How it is computed, for speed:
+How it is fast (each trick chosen per layer by the plan):
 
-- All parameters are views into one contiguous buffer ``flat`` (W1, b1, W2, b2, ... in order)
-  and all gradients views into ``grad_flat`` with the same layout, so an optimizer can update
-  everything with a few whole-buffer ufunc calls.
-- Because ``b_k`` follows ``W_k`` in memory, ``[W_k; b_k]`` is one ``(d_{k-1} + 1, d_k)`` matrix
-  ``Wb_k``: with a row of ones appended to the activations, one ``dot`` computes ``Z_k``
-  including the bias, and one ``dot`` gives ``[dW_k; db_k]``.
-- Inside, activations are stored transposed, ``(d_k + 1, n)``: one sample per column and the
-  row of ones last, so the ``d_k`` rows that the element-wise activation works on are one
-  contiguous block (a ones *column* would make every element-wise call strided, about twice as
-  slow on mini-batches). ``X`` is gathered as ``(n, d_0 + 1)`` and used transposed.
-- Buffers live in a per-batch-size workspace that is reused across steps; every operation
-  writes into it (``out`` passed positionally: NumPy parses it faster than ``out=``; matrix
-  products through the ``ndarray.dot`` method, 0.24 us a call faster than ``np.dot``).
-- With a sigmoid (an activation with ``halved = True``) and hidden layers, the inputs of
-  every hidden layer are stored halved, ``[A_{k-1}; 1] / 2`` (``[X, 1]/2`` too), so one
-  ``dot`` gives ``Z_k/2``, the argument of ``sigma(z) = (1 + tanh(z/2))/2``; the last hidden
-  layer stores its ``[A; 1]`` as usual, so the logits come out exact. The deltas of the hidden
-  layers are carried doubled (``2 delta_k``) so that ``[A; 1]/2 (2 delta_k)^T`` is the exact
-  gradient. ``loss_and_grads`` returns the true gradients.
+- ``[W_k; b_k]`` is one ``(d_{k-1} + 1, d_k)`` matrix (``b_k`` follows ``W_k`` in memory):
+  with a row of ones appended to the activations, one ``dot`` computes ``Z_k`` with the bias,
+  and one gives ``[dW_k; db_k]``.
+- Activations are stored transposed, ``(d_k + 1, n)``: one sample per column and the row of
+  ones last, so the element-wise work runs on contiguous blocks (a ones *column* would make
+  every element-wise call strided, about twice as slow on mini-batches).
+- Every operation writes into preallocated buffers (``out`` positional; products through
+  ``ndarray.dot``, 0.24 us a call faster than ``np.dot``).
+- Halved sigmoid: a chain of sigmoid layers from the input computes from ``Z/2`` (the argument
+  of ``sigma(z) = (1 + tanh(z/2))/2``): inputs are stored halved, ``[A; 1]/2``, the last layer
+  of the chain writes exact values, and the deltas are carried doubled, so the gradients come
+  out exact (:mod:`nnexp.core.plan`).
+- ReLU keeps its mask from the training forward pass; the softmax loss skips its max shift
+  when that is safe (:mod:`nnexp.core.losses`).
 """
 
 from __future__ import annotations
@@ -219,34 +221,14 @@ class MLP:
 
     # ------------------------------------------------------------------ passes on a workspace
     def _ops(self, ws: Workspace, kind: str, train: bool) -> list:
-        """The bound operations of a forward or backward pass on ``ws`` (built once)."""
-        ops = ws.ops.get((kind, train))
-        if ops is None:
-            inputs, A = [], ws.A0
-            for layer, bf in zip(self.layers, ws.layers):
-                inputs.append(A)
-                A = layer.output(bf, train)
-            ops = []
-            if kind == "forward":
-                for layer, bf, A in zip(self.layers, ws.layers, inputs):
-                    ops += layer.forward_ops(bf, A, train)
-            else:                    # the chain rule, once per layer, in reverse order
-                for layer, bf in zip(self.layers, ws.layers):
-                    if bf.D is None:
-                        bf.D = np.empty((layer.d_out, ws.n), self.dtype)
-                for k in range(self.n_layers - 1, -1, -1):
-                    D_in = ws.layers[k - 1].D if k else None
-                    ops += self.layers[k].backward_ops(ws.layers[k], inputs[k], D_in, train)
-            ws.ops[kind, train] = ops
-        return ops
+        return ws.ops.get((kind, train)) or ws.compile(kind, train)
 
     def train_step(self, ws: Workspace, scale=None, rng=None) -> float:
         """Training pass on the batch in ``ws``: forward in training mode (dropout masks from
         ``rng``, batch statistics), the loss and, if it is finite, the gradients, with
         ``scale`` (a 0-d array of the dtype) in place of the mean's ``1/n`` (None: the true
         gradients; ``fit`` passes what its optimizer's stepper asks for)."""
-        for layer in self._dropout_layers:
-            layer.rng = rng
+        self._set_rng(rng)
         backward = self._ops(ws, "backward", True)   # (first: it allocates the deltas)
         _run(self._ops(ws, "forward", True))
         loss = self._head.train_loss(ws.Z, ws.P, ws.Y, ws)
@@ -254,6 +236,10 @@ class MLP:
             self._head.delta(ws.Z, ws.P, ws.Y, ws.layers[-1].D, ws, scale)
             _run(backward)
         return loss
+
+    def _set_rng(self, rng) -> None:
+        for layer in self._dropout_layers:
+            layer.rng = rng
 
     def _chunks(self, n: int):
         for start in range(0, n, self._chunk):
@@ -322,9 +308,7 @@ class MLP:
         X, Y = self.as_inputs(X, Y)
         ws = self.workspace(X.shape[0])
         self._load(ws, X, Y)
-        rng = np.random.default_rng(seed)           # the masks of loss_and_grads(seed=seed)
-        for layer in self._dropout_layers:
-            layer.rng = rng
+        self._set_rng(np.random.default_rng(seed))   # the masks of loss_and_grads(seed=seed)
         _run(self._ops(ws, "forward", True))
         return self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
 

@@ -105,6 +105,26 @@ class Workspace:
         self.ops: dict[tuple[str, bool], list] = {}
         self._plan = layers
 
+    def compile(self, kind: str, train: bool) -> list:
+        """The bound operations of a ``"forward"`` or ``"backward"`` pass (cached in ``ops``)."""
+        inputs, A = [], self.A0
+        for layer, bf in zip(self._plan, self.layers):
+            inputs.append(A)
+            A = layer.output(bf, train)
+        ops = []
+        if kind == "forward":
+            for layer, bf, A in zip(self._plan, self.layers, inputs):
+                ops += layer.forward_ops(bf, A, train)
+        else:                        # the chain rule, once per layer, in reverse order
+            for layer, bf in zip(self._plan, self.layers):
+                if bf.D is None:
+                    bf.D = np.empty((layer.d_out, self.n), layer.dtype)
+            for k in range(len(self._plan) - 1, -1, -1):
+                D_in = self.layers[k - 1].D if k else None
+                ops += self._plan[k].backward_ops(self.layers[k], inputs[k], D_in, train)
+        self.ops[kind, train] = ops
+        return ops
+
     def activations(self) -> list[np.ndarray]:
         """``A_k`` ``(n, d_k)`` of each hidden layer from the last pass, before dropout, as
         stored: times the layer's ``out_scale`` (live views, overwritten by the next pass)."""
