@@ -228,13 +228,19 @@ class MLP:
         ``rng``, batch statistics), the loss and, if it is finite, the gradients, with
         ``scale`` (a 0-d array of the dtype) in place of the mean's ``1/n`` (None: the true
         gradients; ``fit`` passes what its optimizer's stepper asks for)."""
-        self._set_rng(rng)
-        backward = self._ops(ws, "backward", True)   # (first: it allocates the deltas)
-        _run(self._ops(ws, "forward", True))
+        if self._dropout_layers:
+            self._set_rng(rng)
+        passes = ws.training
+        if passes is None:       # backward first: it allocates the deltas the head writes
+            passes = ws.training = (self._ops(ws, "backward", True), self._ops(ws, "forward", True))
+        backward, forward = passes
+        for fn, args in forward:
+            fn(*args)
         loss = self._head.train_loss(ws.Z, ws.P, ws.Y, ws)
         if loss - loss == 0.0:                     # finite: inf - inf and nan - nan are nan
             self._head.delta(ws.Z, ws.P, ws.Y, ws.layers[-1].D, ws, scale)
-            _run(backward)
+            for fn, args in backward:
+                fn(*args)
         return loss
 
     def _set_rng(self, rng) -> None:

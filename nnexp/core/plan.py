@@ -103,6 +103,7 @@ class Workspace:
         self.labels = np.empty(n, np.intp)
         self.inv_n = np.array(1.0 / n, dtype)                       # 0-d: never upcasts
         self.ops: dict[tuple[str, bool], list] = {}
+        self.training = None      # (backward, forward) ops of a training step, once compiled
         self._plan = layers
 
     def compile(self, kind: str, train: bool) -> list:
