@@ -198,64 +198,84 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     ``progress(epoch, batches_done, n_batches, running_loss)`` is called about 20 times per
     epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
     """
-    # -- set up: data, batches, stepper, generators --------------------------------------------
-    X, Y = _dataset(net, train, "train")
-    val = _dataset(net, val, "val") if val is not None else None
-    epochs = count(epochs, "epochs", minimum=0)
-    n = X.shape[0]
-    bs = n if batch_size is None else min(count(batch_size, "batch_size"), n)
-    tracker = _tracker(early_stopping, val)
-    bounds = [(start, min(n, start + bs)) for start in range(0, n, bs)]
-    every = max(1, math.ceil(len(bounds) / _PROGRESS_REPORTS)) if progress else len(bounds)
-    segments = [bounds[i:i + every] for i in range(0, len(bounds), every)]
-    feeder = BatchFeeder(net, X, Y, {stop - start for start, stop in bounds},
-                         copy=epochs >= _AUGMENT_EPOCHS and augment is None)
-    stepper = opt.stepper(net, observe=on_step is not None)
-    order_rng = np.random.default_rng(seed)
-    dropout_seed, augment_seed = np.random.SeedSequence(seed).spawn(2)
-    epoch_run = _Epoch(net, stepper, feeder, segments, n, np.random.default_rng(dropout_seed),
-                       on_step, progress)
-    augment_rng = np.random.default_rng(augment_seed)
-    true_labels, best = to_labels(Y), _Best(net)
-    history = History(monitor=tracker.monitor)
-    if hasattr(opt, "begin_training"):
-        opt.begin_training(epochs * len(bounds))
-
+    run = _Fit(net, opt, train, val, epochs, batch_size, early_stopping, seed, on_step,
+               progress, augment)
     try:
-        for epoch in range(1, epochs + 1):
-            # -- the epoch's inputs and order, the batches ---------------------------------------
-            started = time.perf_counter()
-            opt.set_epoch(epoch - 1)
-            if augment is not None:
-                feeder.set_inputs(_augmented(net, augment, X, augment_rng))
-            order = order_rng.permutation(n)
-            result = epoch_run.train(epoch, order)
-            # -- metrics, records, callbacks, stopping --------------------------------------------
-            metrics, diverged = _metrics(net, epoch_run, result, true_labels, order, val, n)
-            metrics["lr"] = opt.lr
-            metrics["epoch_seconds"] = time.perf_counter() - started
-            history.append(metrics)
-            if not diverged and tracker.update(epoch, metrics[tracker.monitor]):
-                best.save()
-                history.best_epoch = epoch
-            if on_epoch is not None:
-                on_epoch(epoch, dict(metrics))
-            if diverged:
-                history.stop_reason = "diverged"
-                break
-            if early_stopping is not None and tracker.should_stop:
-                history.stop_reason = "early_stopped"
+        for epoch in range(1, run.epochs + 1):
+            if run.epoch(epoch, on_epoch):
                 break
     finally:                      # the optimizer state in its usual form
-        stepper.end()
+        run.stepper.end()
+    return run.finish()
 
-    # -- which weights the network keeps ------------------------------------------------------
-    if history.stop_reason == "diverged" or (
-            history.stop_reason == "early_stopped" and early_stopping.restore_best):
-        best.restore()
-    if history.best_epoch is not None:
-        history.best_params = _split(best.flat, net.params)
-    return history
+
+class _Fit:
+    """One call of :func:`fit`: its set-up, one epoch at a time, and the weights it keeps."""
+
+    def __init__(self, net, opt, train, val, epochs, batch_size, early_stopping, seed, on_step,
+                 progress, augment):
+        # -- data and batches ------------------------------------------------------------------
+        self.X, Y = _dataset(net, train, "train")
+        self.val = _dataset(net, val, "val") if val is not None else None
+        self.epochs = count(epochs, "epochs", minimum=0)
+        n = self.n = self.X.shape[0]
+        bs = n if batch_size is None else min(count(batch_size, "batch_size"), n)
+        self.early_stopping, self.tracker = early_stopping, _tracker(early_stopping, self.val)
+        bounds = [(start, min(n, start + bs)) for start in range(0, n, bs)]
+        every = max(1, math.ceil(len(bounds) / _PROGRESS_REPORTS)) if progress else len(bounds)
+        segments = [bounds[i:i + every] for i in range(0, len(bounds), every)]
+        self.feeder = BatchFeeder(net, self.X, Y, {stop - start for start, stop in bounds},
+                                  copy=self.epochs >= _AUGMENT_EPOCHS and augment is None)
+        # -- the optimizer's stepper and the generators (all from seed) -------------------------
+        self.net, self.opt, self.augment = net, opt, augment
+        self.stepper = opt.stepper(net, observe=on_step is not None)
+        self.order_rng = np.random.default_rng(seed)
+        dropout_seed, augment_seed = np.random.SeedSequence(seed).spawn(2)
+        self.augment_rng = np.random.default_rng(augment_seed)
+        self.batches = _Epoch(net, self.stepper, self.feeder, segments, n,
+                              np.random.default_rng(dropout_seed), on_step, progress)
+        self.true_labels, self.best = to_labels(Y), _Best(net)
+        self.history = History(monitor=self.tracker.monitor)
+        if hasattr(opt, "begin_training"):
+            opt.begin_training(self.epochs * len(bounds))
+
+    def epoch(self, epoch: int, on_epoch) -> bool:
+        """Train, measure and record one epoch; True when training stops here."""
+        # -- the epoch's inputs and order, the batches -------------------------------------------
+        started = time.perf_counter()
+        self.opt.set_epoch(epoch - 1)
+        if self.augment is not None:
+            self.feeder.set_inputs(_augmented(self.net, self.augment, self.X, self.augment_rng))
+        order = self.order_rng.permutation(self.n)
+        result = self.batches.train(epoch, order)
+        # -- metrics, records, callbacks, stopping ------------------------------------------------
+        metrics, diverged = _metrics(self.net, self.batches, result, self.true_labels, order,
+                                     self.val, self.n)
+        metrics["lr"] = self.opt.lr
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        history = self.history
+        history.append(metrics)
+        if not diverged and self.tracker.update(epoch, metrics[self.tracker.monitor]):
+            self.best.save()
+            history.best_epoch = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+        if diverged:
+            history.stop_reason = "diverged"
+        elif self.early_stopping is not None and self.tracker.should_stop:
+            history.stop_reason = "early_stopped"
+        return history.stop_reason != "completed"
+
+    def finish(self) -> History:
+        """Which weights the network keeps: the best epoch's after divergence, or after early
+        stopping with ``restore_best``; the last ones otherwise."""
+        history = self.history
+        if history.stop_reason == "diverged" or (
+                history.stop_reason == "early_stopped" and self.early_stopping.restore_best):
+            self.best.restore()
+        if history.best_epoch is not None:
+            history.best_params = _split(self.best.flat, self.net.params)
+        return history
 
 
 def _augmented(net, augment, X: np.ndarray, rng) -> np.ndarray:
