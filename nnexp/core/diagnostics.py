@@ -26,6 +26,8 @@ layer, its output activations ``A_k`` ``(n, width)`` on the step's batch:
 ``dropout_kept_fraction``   dropout layers: kept fraction of the sampled masks' entries
 ``bn_mean``, ``bn_std``     batch-norm layers: mean over units of the running mean and of the
                             square root of the running variance, at the end of the epoch
+``bn_mean_norm``,           batch-norm layers: ``||running_mean||`` and ``||running_var||``
+``bn_var_norm``             at the end of the epoch
 ==========================  ====================================================================
 
 Sampling: the statistics of a step are taken on every ``every``-th step of an epoch, starting
@@ -244,8 +246,10 @@ class Recorder:
                 out[name + "dropout_kept_fraction"] = sums.kept / sums.mask_entries
             if layer.running_mean is not None:
                 out[name + "bn_mean"] = float(np.mean(layer.running_mean, dtype=np.float64))
+                out[name + "bn_mean_norm"] = norm(layer.running_mean)
             if layer.running_var is not None:
                 out[name + "bn_std"] = float(np.mean(np.sqrt(np.asarray(layer.running_var, np.float64))))
+                out[name + "bn_var_norm"] = norm(layer.running_var)
         self._reset()
         return out
 

@@ -230,6 +230,8 @@ def test_fit_hook_records_batch_norm_and_dropout_statistics():
     assert 0.6 < out["layer1/dropout_kept_fraction"] < 0.9
     assert out["layer1/bn_mean"] == pytest.approx(net.layers[0].running_mean.mean(), rel=1e-12)
     assert out["layer1/bn_std"] == pytest.approx(np.sqrt(net.layers[0].running_var).mean(), rel=1e-12)
+    assert out["layer1/bn_mean_norm"] == pytest.approx(np.linalg.norm(net.layers[0].running_mean), rel=1e-12)
+    assert out["layer1/bn_var_norm"] == pytest.approx(np.linalg.norm(net.layers[0].running_var), rel=1e-12)
     assert "layer2/bn_mean" not in out and "layer1/bias_grad_norm" not in out
     assert out["layer1/grad_norm"] == pytest.approx(np.mean(grads), rel=1e-12)
     assert out["layer1/distinct_units"] == 30 and "layer2/saturated_fraction" in out
