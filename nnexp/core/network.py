@@ -43,7 +43,7 @@ from nnexp.core._checks import call_with_options, choose, count, fraction, resol
 from nnexp.core.initializers import INITIALIZERS
 from nnexp.core.losses import make_head
 from nnexp.core.metrics import labeler, to_labels
-from nnexp.core.plan import Workspace, build_layers, make_activations
+from nnexp.core.plan import Workspace, build_layers, is_list, make_activations
 
 _MAX_WORKSPACES = 6        # training batch, last short batch, evaluation chunks: a few sizes
 _CHUNK_ELEMENTS = 2 ** 20  # evaluation processes about this many activations per layer at once
@@ -95,17 +95,16 @@ class MLP:
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)!r}")
         self.sizes = tuple(count(d, f"layer width sizes[{i}]") for i, d in enumerate(sizes))
-        self.activation, self.output, self.loss_name, self.init = activation, output, loss, init
+        self.output, self.loss_name, self.init = output, loss, init
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         self.init_kwargs = dict(init_kwargs or {})
         self.activation_kwargs = dict(activation_kwargs or {})
-        self.dropout = list(dropout) if isinstance(dropout, (list, tuple)) else dropout
-        self.batch_norm = list(batch_norm) if isinstance(batch_norm, (list, tuple)) else batch_norm
         self.label_smoothing = fraction(label_smoothing, "label_smoothing")
         n_hidden = len(self.sizes) - 2
         acts = make_activations(activation, self.activation_kwargs, n_hidden)
-        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        names = list(activation) if is_list(activation) else [activation] * n_hidden
+        self.activation = list(activation) if is_list(activation) else activation
         self.activations = names
         self._head = make_head(output, loss).bind(self.dtype)
         if output == "softmax" and self.sizes[-1] < 2:
@@ -116,6 +115,9 @@ class MLP:
                              "loss='cross_entropy' only")
         initializer = choose(INITIALIZERS, init, "init")
         self.layers = build_layers(self.sizes, acts, names, dropout, batch_norm, self.dtype)
+        hidden = self.layers[:-1]               # the options as given, checked, JSON-clean
+        self.dropout = [l.dropout for l in hidden] if is_list(dropout) else float(dropout)
+        self.batch_norm = [l.batch_norm for l in hidden] if is_list(batch_norm) else bool(batch_norm)
         self._lay_out_parameters()
         rng = np.random.default_rng(seed)
         for W in self.weights:

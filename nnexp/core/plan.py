@@ -14,6 +14,8 @@ exact otherwise; every other layer reads and writes exact values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from nnexp.core._checks import call_with_options, choose, fraction
@@ -21,9 +23,14 @@ from nnexp.core.activations import ACTIVATIONS
 from nnexp.core.layers import Dense
 
 
+def is_list(value) -> bool:
+    """A per-layer list (any sequence but a string: lists, tuples, OmegaConf lists)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def per_layer(value, n_hidden: int, name: str) -> list:
     """``value`` for each of ``n_hidden`` hidden layers: a list of that length, or one value."""
-    if isinstance(value, (list, tuple)):
+    if is_list(value):
         if len(value) != n_hidden:
             raise ValueError(f"{name} has {len(value)} entries but the network has {n_hidden} "
                              f"hidden layers; give one value per hidden layer, or a single value")
@@ -59,11 +66,14 @@ def _declares(cls, option: str) -> bool:
 def build_layers(sizes, activations: list, names: list, dropout, batch_norm, dtype) -> list[Dense]:
     """The plan: ``len(sizes) - 1`` dense layers (the last one the output layer)."""
     n_hidden = len(sizes) - 2
+    if not is_list(dropout):                 # checked even without hidden layers
+        fraction(dropout, "dropout")
     rates = [fraction(r, f"dropout[{i}]") for i, r in enumerate(per_layer(dropout, n_hidden, "dropout"))]
     norms = per_layer(batch_norm, n_hidden, "batch_norm")
-    for i, flag in enumerate(norms):
+    for i, flag in enumerate([batch_norm] if not is_list(batch_norm) else norms):
         if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"batch_norm[{i}] must be true or false, got {flag!r}")
+            where = "batch_norm" if not is_list(batch_norm) else f"batch_norm[{i}]"
+            raise TypeError(f"{where} must be true or false, got {flag!r}")
     for act in activations:
         act.bind(dtype)
     halved = []

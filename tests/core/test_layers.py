@@ -79,7 +79,9 @@ def test_param_specs_name_shape_and_decay_agree_with_the_ndim_rule():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"dropout": 1.0}, "dropout\\[0\\] must lie in \\[0, 1\\)"),
+    ({"dropout": 1.0}, "dropout must lie in \\[0, 1\\)"),
+    ({"dropout": [0.1, 1.5]}, "dropout\\[1\\] must lie in \\[0, 1\\)"),
+    ({"batch_norm": "yes"}, "batch_norm must be true or false"),
     ({"dropout": [0.1]}, "dropout has 1 entries but the network has 2 hidden layers"),
     ({"batch_norm": [True, "yes"]}, "batch_norm\\[1\\] must be true or false"),
     ({"activation": ["relu", "relux"]}, "unknown activation 'relux'"),
