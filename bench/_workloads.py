@@ -25,13 +25,18 @@ class Workload:
     sizes: tuple[int, ...]
     activation: str      # nnexp's name: "sigmoid" or "relu"
     batch_size: int
+    dropout: float = 0.0         # after every hidden activation (torch: nn.Dropout)
+    batch_norm: bool = False     # before every hidden activation (torch: Linear(bias=False), BatchNorm1d)
 
     @property
     def label(self) -> str:
         hidden = self.sizes[1:-1]
         widths = f"{len(hidden)}x{hidden[0]}" if len(set(hidden)) == 1 and len(hidden) > 2 \
             else "-".join(map(str, hidden))
-        return f"({self.key}) {self.sizes[0]}-{widths}-{self.sizes[-1]} {self.activation}, batch {self.batch_size}"
+        extra = (" + batch norm" if self.batch_norm else "") + \
+            (f" + dropout {self.dropout:g}" if self.dropout else "")
+        return (f"({self.key}) {self.sizes[0]}-{widths}-{self.sizes[-1]} {self.activation}{extra}, "
+                f"batch {self.batch_size}")
 
     @property
     def init(self) -> str:
@@ -43,6 +48,9 @@ WORKLOADS = {
     "a": Workload("a", (N_INPUTS, 50, 50, 50, 50, 50, 50, N_CLASSES), "sigmoid", 10),
     "b": Workload("b", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128),
     "c": Workload("c", (N_INPUTS, 1024, 1024, N_CLASSES), "relu", 512),
+    # (b) with the layers of issue 15
+    "d": Workload("d", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128, dropout=0.2),
+    "e": Workload("e", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128, batch_norm=True),
 }
 
 
@@ -93,6 +101,7 @@ def nnexp_model(workload: Workload, optimizer: str, dtype: str):
     from nnexp.core import MLP, SGD, Adam
 
     net = MLP(workload.sizes, activation=workload.activation, output="softmax",
-              loss="cross_entropy", init=workload.init, dtype=dtype, seed=0)
+              loss="cross_entropy", init=workload.init, dtype=dtype, seed=0,
+              dropout=workload.dropout, batch_norm=workload.batch_norm)
     opt = {"sgd": SGD, "adam": Adam}[optimizer](lr=LEARNING_RATES[optimizer])
     return net, opt

@@ -8,7 +8,8 @@
 What is timed: full training epochs -- shuffle, gather each mini-batch, forward, loss, backward,
 optimizer step -- over 60,000 samples of 784 inputs and 10 classes, for the workloads of
 ``_workloads.py`` ((a) 6 sigmoid layers of 50 at batch 10, (b) 784-256-256-10 ReLU at batch 128,
-(c) 784-1024-1024-10 ReLU at batch 512) x {SGD, Adam} x {float32, float64} x {1 thread, the
+(c) 784-1024-1024-10 ReLU at batch 512, (d) and (e): (b) with dropout 0.2 and with batch norm;
+scikit-learn has neither, its cells are n/a) x {SGD, Adam} x {float32, float64} x {1 thread, the
 machine's default}:
 
 - nnexp: ``fit(net, opt, (X, Y), val=None, epochs=1, batch_size=...)``, what users run.
@@ -134,9 +135,14 @@ def torch_trainer(w, optimizer: str, dtype: str, data: _Data):
     Xt, yt = torch.from_numpy(X), torch.from_numpy(labels.astype("int64"))
     layers = []
     for k, (d_in, d_out) in enumerate(zip(w.sizes[:-1], w.sizes[1:])):
-        layers.append(torch.nn.Linear(d_in, d_out))
-        if k < len(w.sizes) - 2:
+        hidden = k < len(w.sizes) - 2
+        layers.append(torch.nn.Linear(d_in, d_out, bias=not (hidden and w.batch_norm)))
+        if hidden:
+            if w.batch_norm:
+                layers.append(torch.nn.BatchNorm1d(d_out))
             layers.append(torch.nn.Sigmoid() if w.activation == "sigmoid" else torch.nn.ReLU())
+            if w.dropout:
+                layers.append(torch.nn.Dropout(w.dropout))
     torch.manual_seed(0)
     model = torch.nn.Sequential(*layers).to(getattr(torch, dtype))
     params = list(model.parameters())
@@ -163,6 +169,8 @@ def sklearn_trainer(w, optimizer: str, dtype: str, data: _Data):
     import numpy as np
     from sklearn.neural_network import MLPClassifier
 
+    if w.dropout or w.batch_norm:
+        raise NotImplementedError("scikit-learn's MLPClassifier has no dropout or batch norm")
     X, labels, _ = data.get(dtype)
     clf = MLPClassifier(
         hidden_layer_sizes=w.sizes[1:-1],
@@ -447,7 +455,8 @@ def table(results: list[dict]) -> str:
 
 
 # The targets of issue 7: (workload, optimizer, minimum nnexp speed-up over torch), float32.
-SPEEDUP_TARGETS = [("a", "sgd", 5.0), ("a", "adam", 4.0), ("b", "adam", 1.2), ("c", "adam", 1.0)]
+SPEEDUP_TARGETS = [("a", "sgd", 5.0), ("a", "adam", 4.0), ("b", "adam", 1.2), ("c", "adam", 1.0),
+                   ("d", "adam", 1.2), ("e", "adam", 1.2)]   # (d), (e): issue 15's new layers
 PEAK_TARGET = ("c", 80.0)   # % of the measured sgemm peak, float32, one thread
 
 
@@ -501,7 +510,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 epoch of 10,000 samples, short warm-up, no call count")
-    p.add_argument("--workloads", default="a,b,c")
+    p.add_argument("--workloads", default="a,b,c,d,e")
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS))

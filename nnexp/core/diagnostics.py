@@ -26,6 +26,8 @@ layer, its output activations ``A_k`` ``(n, width)`` on the step's batch:
 ``dropout_kept_fraction``   dropout layers: kept fraction of the sampled masks' entries
 ``bn_mean``, ``bn_std``     batch-norm layers: mean over units of the running mean and of the
                             square root of the running variance, at the end of the epoch
+``bn_mean_norm``,           batch-norm layers: ``||running_mean||`` and ``||running_var||``
+``bn_var_norm``             at the end of the epoch
 ==========================  ====================================================================
 
 Sampling: the statistics of a step are taken on every ``every``-th step of an epoch, starting
@@ -244,8 +246,10 @@ class Recorder:
                 out[name + "dropout_kept_fraction"] = sums.kept / sums.mask_entries
             if layer.running_mean is not None:
                 out[name + "bn_mean"] = float(np.mean(layer.running_mean, dtype=np.float64))
+                out[name + "bn_mean_norm"] = norm(layer.running_mean)
             if layer.running_var is not None:
                 out[name + "bn_std"] = float(np.mean(np.sqrt(np.asarray(layer.running_var, np.float64))))
+                out[name + "bn_var_norm"] = norm(layer.running_var)
         self._reset()
         return out
 
@@ -263,24 +267,35 @@ class Recorder:
         return out
 
 
+def layer_views(net) -> list[LayerView]:
+    """One :class:`LayerView` per weight layer of an :class:`~nnexp.core.MLP`, from its public
+    plan (``net.layers``): live weights, gradients, batch-norm parameters and statistics."""
+    views = []
+    for layer in net.layers:
+        bn = layer.batch_norm
+        views.append(LayerView(
+            layer.k, layer.W, layer.dW, layer.b, layer.db, activation=layer.activation_name,
+            act_scale=1.0 / layer.out_scale, unit_extra=(layer.gamma, layer.beta) if bn else (),
+            running_mean=layer.running_mean if bn else None,
+            running_var=layer.running_var if bn else None, dropout=layer.dropout))
+    return views
+
+
 def recorder_for(net, every: int = 1, rtol: float = DISTINCT_RTOL) -> Recorder:
     """A :class:`Recorder` of an :class:`~nnexp.core.MLP` with ``hook``, its ``fit(on_step=)``
-    callback: reads the batch's hidden activations from the workspace ``fit`` passes (stored
-    transposed, ``(width, n)``, and halved for a sigmoid network: see network's docstring)."""
-    n_layers = net.n_layers
-    # the factor each hidden output is stored with: the input scale of the next layer
-    scales = list(getattr(net, "_scales", [1.0] * n_layers))
-    layers = [LayerView(k + 1, net.weights[k], net.grads[2 * k], net.biases[k], net.grads[2 * k + 1],
-                        activation=net.activation if k < n_layers - 1 else None,
-                        act_scale=1.0 / scales[k + 1] if k < n_layers - 1 else 1.0)
-              for k in range(n_layers)]
-    recorder = Recorder(layers, every=every, rtol=rtol)
+    callback: reads the batch's hidden activations and dropout masks through the workspace's
+    public accessors (``ws.activations()``, ``ws.masks()``; activations as stored, times each
+    layer's ``out_scale``, which the views undo)."""
+    recorder = Recorder(layer_views(net), every=every, rtol=rtol)
 
     def hook(ws) -> None:
-        if recorder._calls % recorder.every and not recorder._pending:
-            recorder._calls += 1     # a step that is not sampled: nothing else to do
+        if recorder._calls % recorder.every:
+            if not recorder._pending:
+                recorder._calls += 1     # a step that is not sampled: nothing else to do
+                return
+            recorder.step()
             return
-        recorder.step([H.T for H in ws.Hin] if recorder._calls % recorder.every == 0 else ())
+        recorder.step(ws.activations(), ws.masks() or None)
 
     recorder.hook = hook
     return recorder

@@ -1,23 +1,26 @@
 """The training loop: mini-batch gradient descent with validation, early stopping and a
-divergence guard.
+divergence guard, read top to bottom in stages: set up, then per epoch (inputs, batches,
+metrics, bookkeeping), then which weights the network keeps.
+
+``fit`` talks to the network and the optimizer through public protocols only: the network's
+``workspace``/``train_step``/``internal_targets`` (gathered by :mod:`nnexp.core.batches`), and
+the optimizer's stepper (:mod:`nnexp.core.steppers`), which decides per optimizer whether a
+fused update applies. There are no type checks here.
 
 Cost per step, counted for 784 -> 6 x 50 sigmoid -> 10 softmax at batch size 10 with SGD: 70
 NumPy calls, none per sample and none allocating a batch-sized array:
 
-- gather the batch: 3 (``take`` of X rows into a contiguous buffer and its copy into the
-  ``[X, 1]`` workspace, ``take`` of target columns; 2 for fits of 3+ epochs, which gather from
-  a once-augmented ``[X, 1]``);
+- gather the batch: 3 (2 for fits of 3+ epochs, which gather from a once-augmented ``[X, 1]``);
 - forward: 7 ``dot`` (biases folded in) + 6 x 3 for the sigmoid (computed from ``z/2``, see
   :mod:`nnexp.core.network`) + 7 for softmax and loss (8 when the max shift is needed) = 32;
 - delta ``(P - Y) lr/n``: 2; backward: 7 ``[dW; db]`` + 6 ``delta W^T`` + 6 x 3 for f' = 31;
 - predicted labels for the train accuracy: 1; plain SGD: 1 (lr is folded into the delta);
   Adam: 9.
 
-(Counted with ``bench/numpy_calls.py``.) fit takes internal routes that give the same numbers
-as ``loss_and_grads`` + ``opt.step`` up to rounding (tests/core/test_fast_paths.py): plain SGD
-and Adam get scaled gradients (so after fit ``net.grads`` hold scaled values; with Adam, the
-step's scratch), the ReLU keeps
-its mask from the forward pass, the softmax loss skips its max shift when it is safe.
+(Counted with ``bench/numpy_calls.py``.) The fused paths give the same numbers as
+``loss_and_grads`` + ``opt.step`` up to rounding (tests/core/test_fast_paths.py). Without
+``on_step``, ``net.grads`` may hold scaled values after ``fit`` (SGD: ``lr g``; Adam: its
+scratch); with it they hold true gradients.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from collections.abc import Callable
 import numpy as np
 
 from nnexp.core._checks import count
+from nnexp.core.batches import BatchFeeder
 from nnexp.core.early_stopping import EarlyStopping
 from nnexp.core.history import History
 from nnexp.core.metrics import labeler, to_labels
-from nnexp.core.optimizers import SGD, Adam, Optimizer
 
 _PROGRESS_REPORTS = 20   # progress callbacks per epoch, about
 _AUGMENT_EPOCHS = 3      # fits of this many epochs or more copy the inputs as [X, 1] once
@@ -43,7 +46,7 @@ def _dataset(net, data, name: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name} must be a pair (X, Y), got {type(data).__name__}")
     try:
-        X, Y = net._as_inputs(*data)
+        X, Y = net.as_inputs(*data)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
     if X.shape[0] == 0:
@@ -66,51 +69,7 @@ def _split(flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32,
-        early_stopping: EarlyStopping | None = None, seed: int = 0,
-        on_epoch: Callable[[int, dict], None] | None = None,
-        progress: Callable[[int, int, int, float], None] | None = None,
-        on_step: Callable[[object], None] | None = None) -> History:
-    """Train ``net`` with ``opt`` on ``train = (X, Y)``; returns a :class:`History`.
-
-    Each epoch (numbered from 1): ``opt.set_epoch(epoch - 1)``; one permutation of the
-    training set from ``np.random.default_rng(seed)``; mini-batches of ``batch_size`` rows
-    gathered in that order (the last one may be shorter; ``None`` or ``>= n`` is full batch);
-    for each, forward, loss, backward and ``opt.step``. Then the validation set is evaluated in
-    one chunked pass, the epoch is recorded and ``on_epoch(epoch, metrics)`` is called with
-    ``train_loss, train_acc, [val_loss, val_acc,] lr, epoch_seconds``. Exceptions raised by the
-    callbacks (KeyboardInterrupt too) propagate.
-
-    Train metrics are the sample-weighted means over the epoch's batches of what the training
-    forward passes computed, before each step: no extra pass over the training set.
-
-    Stopping:
-
-    - ``early_stopping``: see :class:`EarlyStopping`; ``stop_reason="early_stopped"``, and with
-      ``restore_best`` the weights of the best epoch are copied back.
-    - a non-finite batch loss stops at once: the epoch is recorded with that ``train_loss`` and
-      nan for the rest, ``on_epoch`` is called, the weights of the best epoch (the initial
-      weights if none finished) are restored, ``stop_reason="diverged"``. Non-finite weights
-      or validation loss at the end of an epoch are treated the same way. Floating-point
-      warnings are silenced while batches run, since this guard reports divergence itself.
-
-    ``on_step(ws)``, if given, is called for every batch after its gradients and before the
-    update: ``net.grads`` then hold the true gradients of the batch's mean loss and ``ws``
-    (the network's workspace for the batch, internal layout) its activations; with ``on_step``
-    the lr-folding and Adam's scaled fast paths are off (same numbers up to rounding), without
-    it nothing changes. (:func:`nnexp.core.diagnostics.recorder_for` builds such a hook.)
-
-    ``progress(epoch, batches_done, n_batches, running_loss)``, if given, is called about 20
-    times per epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
-    """
-    X, Y = _dataset(net, train, "train")
-    Xv, Yv = _dataset(net, val, "val") if val is not None else (None, None)
-    epochs = count(epochs, "epochs", minimum=0)
-    n = X.shape[0]
-    if batch_size is None:
-        bs = n
-    else:
-        bs = min(count(batch_size, "batch_size"), n)
+def _tracker(early_stopping, val) -> EarlyStopping:
     if early_stopping is not None:
         if early_stopping.monitor.startswith("val_") and val is None:
             raise ValueError(f"early stopping monitors {early_stopping.monitor!r} but no "
@@ -119,164 +78,212 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
     else:
         tracker = EarlyStopping("val_loss" if val is not None else "train_loss", patience=None)
     tracker.reset()
+    return tracker
 
-    # -- everything a step needs, allocated once ---------------------------------------------
-    rng = np.random.default_rng(seed)
-    bounds = [(start, min(n, start + bs)) for start in range(0, n, bs)]
-    n_batches = len(bounds)
-    every = max(1, math.ceil(n_batches / _PROGRESS_REPORTS)) if progress else n_batches
-    segments = [bounds[i:i + every] for i in range(0, n_batches, every)]
-    true_labels = to_labels(Y)
-    predicted = np.empty(n, np.intp)
-    label = labeler(net.sizes[-1])
-    workspaces = {stop - start: net._workspace(stop - start) for start, stop in bounds}
-    best_flat = net.flat.copy()   # restored on divergence before any epoch has finished
-    params, grads, train_step, step = net.params, net.grads, net._train_step, opt.step
-    # Gathering the batch: take() into the [X, 1] view's left part is slow (NumPy gathers
-    # into a temporary, allocated each call, and copies back). For fits of _AUGMENT_EPOCHS or
-    # more epochs the inputs are augmented once with their column of ones as the workspaces
-    # hold them ([X, 1], halved for a sigmoid network: a copy of the inputs, ~30 ms for
-    # MNIST, repaid in about two epochs), and a batch is one take() of contiguous rows into
-    # the contiguous buffer. Shorter fits take() into a preallocated contiguous buffer and
-    # copy that into the view.
-    x_scale, half = net._scale, net._half
-    augmented = epochs >= _AUGMENT_EPOCHS
-    if augmented:
-        Xa = np.empty((n, X.shape[1] + 1), net.dtype)
-        if x_scale == 1.0:
-            np.copyto(Xa[:, :-1], X)
-        else:
-            np.multiply(X, half, Xa[:, :-1])
-        Xa[:, -1] = x_scale
-        take_x = Xa.take
-        gather_bufs = None
-    else:
-        take_x = X.take
-        gather_bufs = {size: np.empty((size, X.shape[1]), net.dtype) for size in workspaces}
-    copyto, multiply = np.copyto, np.multiply
-    # targets transposed once, (d_L, n): batches are then gathered as contiguous columns
-    take_yt, isfinite = np.ascontiguousarray(Y.T).take, math.isfinite
-    # Plain SGD (exactly SGD, no weight decay) folds lr into the 1/n of the output delta: the
-    # gradients are linear in it, so backprop yields lr * g and the update is one subtraction
-    # over the flat buffer. (net.grads then hold lr * g after fit; loss_and_grads is unchanged.)
-    # (Not with clipping, which needs the true gradients, nor with a per-step rate.)
-    fold_lr = (type(opt) is SGD and not opt.weight_decay and on_step is None
-               and opt.clip_norm is None and not opt.per_step)
-    flat, grad_flat, subtract = net.flat, net.grad_flat, np.subtract
-    # Adam (exactly, no weight decay): its scaled-gradient mode, 9 passes a step instead of 10
-    # (see Adam._scaled_apply); the factor goes into the output delta like lr above.
-    scaled_adam = type(opt) is Adam and opt._scaled_ok() and on_step is None
-    if scaled_adam:
-        adam_scales = {size: np.array(1.0 / size, net.dtype) for size in workspaces}
-    # Other optimizers: the update without step()'s identity check while the arrays are the
-    # ones it was prepared for.
-    plain_step = type(opt).step is Optimizer.step and type(opt)._apply is Optimizer._apply
-    apply, ready_key = opt._apply, object()   # (not None: an unprepared _key is None)
-    history = History(monitor=tracker.monitor)
-    nan = math.nan
-    opt.begin_training(epochs * n_batches)   # per-step schedules count from here
 
-    try:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            opt.set_epoch(epoch - 1)
-            if fold_lr:
-                scales = {size: np.array(opt.lr / size, net.dtype) for size in workspaces}
-            else:
-                scales = {size: ws.inv_n for size, ws in workspaces.items()}
-            order = rng.permutation(n)
-            loss_sum, bad_loss, batches_done = 0.0, None, 0
+class _Best:
+    """The weights (and batch-norm running statistics) of the best epoch so far."""
 
-            # -- the batches: gather, forward, backward, update -----------------------------------
-            for segment in segments:
-                if scaled_adam:   # (again each time: a callback may have reset the optimizer)
-                    opt._ready(params, grads)
-                    opt._scaled_begin()
+    def __init__(self, net):
+        self.net, self.flat = net, net.flat.copy()   # the initial weights until an epoch ends
+        self.buffers = {name: a.copy() for name, a in net.buffers().items()}
+
+    def save(self) -> None:
+        np.copyto(self.flat, self.net.flat)
+        for name, a in self.net.buffers().items():
+            np.copyto(self.buffers[name], a)
+
+    def restore(self) -> None:
+        np.copyto(self.net.flat, self.flat)
+        for name, a in self.net.buffers().items():
+            np.copyto(a, self.buffers[name])
+
+
+class _Epoch:
+    """What an epoch's batches need, fixed for the whole fit."""
+
+    def __init__(self, net, stepper, feeder, segments, n, dropout_rng, on_step, progress):
+        self.net, self.stepper, self.feeder, self.segments = net, stepper, feeder, segments
+        self.n_batches = sum(len(s) for s in segments)
+        self.predicted = np.empty(n, np.intp)
+        self.label = labeler(net.sizes[-1])
+        self.dropout_rng, self.on_step, self.progress = dropout_rng, on_step, progress
+
+    def train(self, epoch: int, order: np.ndarray) -> tuple[float, float | None]:
+        """One pass over the batches in ``order``: ``(sum of batch losses x sizes, the first
+        non-finite batch loss or None)``. No user code runs between ``begin`` and ``end`` of
+        the stepper but ``on_step``, whose steppers keep the usual state anyway."""
+        train_step, gather, isfinite = self.net.train_step, self.feeder.gather, math.isfinite
+        scale, step, label, predicted = (self.stepper.scale, self.stepper.step, self.label,
+                                         self.predicted)
+        rng, on_step = self.dropout_rng, self.on_step
+        loss_sum, done = 0.0, 0
+        for segment in self.segments:
+            self.stepper.begin()
+            try:
                 with _quiet():
                     for start, stop in segment:
-                        rows = order[start:stop]
-                        ws = workspaces[stop - start]
-                        if augmented:                     # clip: no bounds-check buffering;
-                            take_x(rows, 0, ws.X, "clip")  # rows come from a permutation anyway
-                        else:
-                            G = gather_bufs[stop - start]
-                            take_x(rows, 0, G, "clip")
-                            if x_scale == 1.0:
-                                copyto(ws.Xin, G)
-                            else:
-                                multiply(G, half, ws.Xin)
-                        take_yt(rows, 1, ws.Y, "clip")
-                        if scaled_adam:
-                            scale = adam_scales[stop - start]
-                            scale[()] = opt._scaled_next() / (stop - start)
-                        else:
-                            scale = scales[stop - start]
-                        loss = train_step(ws, scale)
+                        ws = gather(order[start:stop])
+                        loss = train_step(ws, scale(stop - start), rng)   # forward, backward
                         if not isfinite(loss):
-                            bad_loss = loss
-                            break
+                            return loss_sum, loss
                         loss_sum += loss * (stop - start)
                         label(ws.P, predicted[start:stop])
                         if on_step is not None:
-                            on_step(ws)
-                        if fold_lr:
-                            opt.t += 1
-                            subtract(flat, grad_flat, flat)   # w <- w - lr g
-                        elif scaled_adam:
-                            opt._scaled_apply()
-                        elif plain_step and opt._key is ready_key:
-                            apply()
-                        else:
-                            step(params, grads)
-                            ready_key = opt._key
-                if scaled_adam:                   # before any user code runs
-                    opt._scaled_end()
-                if bad_loss is not None:
-                    break
-                batches_done += len(segment)
-                if progress is not None:
-                    progress(epoch, batches_done, n_batches, loss_sum / segment[-1][1])
+                            on_step(ws)       # true gradients, before the update
+                        step()
+            finally:
+                self.stepper.end()            # before any user code runs
+            done += len(segment)
+            if self.progress is not None:
+                self.progress(epoch, done, self.n_batches, loss_sum / segment[-1][1])
+        return loss_sum, None
 
-            # -- the epoch's metrics ---------------------------------------------------------------
-            if bad_loss is None:
-                metrics = {"train_loss": loss_sum / n,
-                           "train_acc": np.count_nonzero(predicted == true_labels[order]) / n}
-                finite_weights = bool(np.isfinite(net.flat).all())
-                if Xv is not None:
-                    with _quiet():
-                        metrics["val_loss"], metrics["val_acc"] = (
-                            net.evaluate(Xv, Yv) if finite_weights else (nan, nan))
-                diverged = not finite_weights or not isfinite(metrics.get("val_loss", 0.0))
-            else:
-                metrics = {"train_loss": bad_loss, "train_acc": nan}
-                if Xv is not None:
-                    metrics["val_loss"] = metrics["val_acc"] = nan
-                diverged = True
-            metrics["lr"] = opt.lr
-            metrics["epoch_seconds"] = time.perf_counter() - started
-            history.append(metrics)
-            if not diverged and tracker.update(epoch, metrics[tracker.monitor]):
-                np.copyto(best_flat, net.flat)
-                history.best_epoch = epoch
-            if on_epoch is not None:
-                on_epoch(epoch, dict(metrics))
-            if diverged:
-                history.stop_reason = "diverged"
-                break
-            if early_stopping is not None and tracker.should_stop:
-                history.stop_reason = "early_stopped"
+
+def _metrics(net, epoch_run: _Epoch, result, true_labels, order, val, n) -> tuple[dict, bool]:
+    """The epoch's metrics (train from the training passes, val in one chunked pass) and
+    whether training diverged."""
+    loss_sum, bad_loss = result
+    nan = math.nan
+    if bad_loss is not None:
+        metrics = {"train_loss": bad_loss, "train_acc": nan}
+        if val is not None:
+            metrics["val_loss"] = metrics["val_acc"] = nan
+        return metrics, True
+    metrics = {"train_loss": loss_sum / n,
+               "train_acc": np.count_nonzero(epoch_run.predicted == true_labels[order]) / n}
+    finite_weights = bool(np.isfinite(net.flat).all())
+    if val is not None:
+        with _quiet():
+            metrics["val_loss"], metrics["val_acc"] = (
+                net.evaluate(*val) if finite_weights else (nan, nan))
+    return metrics, not finite_weights or not math.isfinite(metrics.get("val_loss", 0.0))
+
+
+def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32,
+        early_stopping: EarlyStopping | None = None, seed: int = 0,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        progress: Callable[[int, int, int, float], None] | None = None,
+        on_step: Callable[[object], None] | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> History:
+    """Train ``net`` with ``opt`` on ``train = (X, Y)`` in training mode; returns a
+    :class:`History`.
+
+    Before the first epoch: ``opt.begin_training(epochs * batches_per_epoch)`` if the optimizer
+    has it. Each epoch (numbered from 1): ``opt.set_epoch(epoch - 1)``; with ``augment``, the
+    epoch's inputs ``augment(X, rng)`` (same shape; ``rng`` a generator derived from ``seed``,
+    the original ``X`` each time); one permutation of the training set from
+    ``np.random.default_rng(seed)``; mini-batches of ``batch_size`` rows in that order (the last
+    one may be shorter; ``None`` or ``>= n`` is full batch); for each, forward, loss, backward
+    and the optimizer's update. Dropout masks come from another generator derived from
+    ``seed``. Then the validation set is evaluated (evaluation mode), the epoch is recorded
+    and ``on_epoch(epoch, metrics)`` is called with ``train_loss, train_acc, [val_loss,
+    val_acc,] lr, epoch_seconds``. Exceptions raised by the callbacks propagate.
+
+    Train metrics are the sample-weighted means over the epoch's batches of what the training
+    forward passes computed, before each step: no extra pass over the training set.
+
+    Stopping: ``early_stopping`` (see :class:`EarlyStopping`; ``stop_reason="early_stopped"``,
+    with ``restore_best`` the best epoch's weights are copied back); a non-finite batch loss
+    stops at once (the epoch is recorded with that ``train_loss`` and nan for the rest,
+    ``on_epoch`` is called, the best epoch's weights, or the initial ones, are restored,
+    ``stop_reason="diverged"``), and so do non-finite weights or validation loss at the end of
+    an epoch. Floating-point warnings are silenced while batches run. Batch-norm running
+    statistics are restored with the weights.
+
+    ``on_step(ws)``, if given, is called for every batch after its gradients and before the
+    update: ``net.grads`` then hold the true gradients of the batch's mean loss and ``ws``
+    (a :class:`~nnexp.core.plan.Workspace`) its activations (``ws.activations()``); the
+    optimizer's stepper is asked for an observable one (``observe=True``).
+    ``progress(epoch, batches_done, n_batches, running_loss)`` is called about 20 times per
+    epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
+    """
+    run = _Fit(net, opt, train, val, epochs, batch_size, early_stopping, seed, on_step,
+               progress, augment)
+    try:
+        for epoch in range(1, run.epochs + 1):
+            if run.epoch(epoch, on_epoch):
                 break
     finally:                      # the optimizer state in its usual form
-        if scaled_adam:
-            opt._scaled_end()
+        run.stepper.end()
+    return run.finish()
 
-    # -- which weights the network keeps ------------------------------------------------------
-    if history.stop_reason == "diverged" or (
-            history.stop_reason == "early_stopped" and early_stopping.restore_best):
-        np.copyto(net.flat, best_flat)
-    if history.best_epoch is not None:
-        history.best_params = _split(best_flat, params)
-    return history
+
+class _Fit:
+    """One call of :func:`fit`: its set-up, one epoch at a time, and the weights it keeps."""
+
+    def __init__(self, net, opt, train, val, epochs, batch_size, early_stopping, seed, on_step,
+                 progress, augment):
+        # -- data and batches ------------------------------------------------------------------
+        self.X, Y = _dataset(net, train, "train")
+        self.val = _dataset(net, val, "val") if val is not None else None
+        self.epochs = count(epochs, "epochs", minimum=0)
+        n = self.n = self.X.shape[0]
+        bs = n if batch_size is None else min(count(batch_size, "batch_size"), n)
+        self.early_stopping, self.tracker = early_stopping, _tracker(early_stopping, self.val)
+        bounds = [(start, min(n, start + bs)) for start in range(0, n, bs)]
+        every = max(1, math.ceil(len(bounds) / _PROGRESS_REPORTS)) if progress else len(bounds)
+        segments = [bounds[i:i + every] for i in range(0, len(bounds), every)]
+        self.feeder = BatchFeeder(net, self.X, Y, {stop - start for start, stop in bounds},
+                                  copy=self.epochs >= _AUGMENT_EPOCHS and augment is None)
+        # -- the optimizer's stepper and the generators (all from seed) -------------------------
+        self.net, self.opt, self.augment = net, opt, augment
+        self.stepper = opt.stepper(net, observe=on_step is not None)
+        self.order_rng = np.random.default_rng(seed)
+        dropout_seed, augment_seed = np.random.SeedSequence(seed).spawn(2)
+        self.augment_rng = np.random.default_rng(augment_seed)
+        self.batches = _Epoch(net, self.stepper, self.feeder, segments, n,
+                              np.random.default_rng(dropout_seed), on_step, progress)
+        self.true_labels, self.best = to_labels(Y), _Best(net)
+        self.history = History(monitor=self.tracker.monitor)
+        if hasattr(opt, "begin_training"):
+            opt.begin_training(self.epochs * len(bounds))
+
+    def epoch(self, epoch: int, on_epoch) -> bool:
+        """Train, measure and record one epoch; True when training stops here."""
+        # -- the epoch's inputs and order, the batches -------------------------------------------
+        started = time.perf_counter()
+        self.opt.set_epoch(epoch - 1)
+        if self.augment is not None:
+            self.feeder.set_inputs(_augmented(self.net, self.augment, self.X, self.augment_rng))
+        order = self.order_rng.permutation(self.n)
+        result = self.batches.train(epoch, order)
+        # -- metrics, records, callbacks, stopping ------------------------------------------------
+        metrics, diverged = _metrics(self.net, self.batches, result, self.true_labels, order,
+                                     self.val, self.n)
+        metrics["lr"] = self.opt.lr
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        history = self.history
+        history.append(metrics)
+        if not diverged and self.tracker.update(epoch, metrics[self.tracker.monitor]):
+            self.best.save()
+            history.best_epoch = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+        if diverged:
+            history.stop_reason = "diverged"
+        elif self.early_stopping is not None and self.tracker.should_stop:
+            history.stop_reason = "early_stopped"
+        return history.stop_reason != "completed"
+
+    def finish(self) -> History:
+        """Which weights the network keeps: the best epoch's after divergence, or after early
+        stopping with ``restore_best``; the last ones otherwise."""
+        history = self.history
+        if history.stop_reason == "diverged" or (
+                history.stop_reason == "early_stopped" and self.early_stopping.restore_best):
+            self.best.restore()
+        if history.best_epoch is not None:
+            history.best_params = _split(self.best.flat, self.net.params)
+        return history
+
+
+def _augmented(net, augment, X: np.ndarray, rng) -> np.ndarray:
+    """``augment(X, rng)`` checked: an array of X's shape, in the network's dtype."""
+    out = net.as_inputs(augment(X, rng))
+    if out.shape != X.shape:
+        raise ValueError(f"augment must return an array of shape {X.shape}, got {out.shape}")
+    return out
 
 
 def evaluate(net, X, Y) -> tuple[float, float]:

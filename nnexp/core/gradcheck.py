@@ -26,7 +26,7 @@ _TINY = float(np.finfo(np.float64).tiny)
 
 
 def gradcheck(net, X, Y, eps: float = 1e-5, max_checks_per_param: int | None = None,
-              seed: int = 0, floor: float | None = None) -> dict[str, float]:
+              seed: int = 0, floor: float | None = None, train: bool = False) -> dict[str, float]:
     """Max relative error per parameter array: ``{"W1": err, "b1": err, ...}``.
 
     The error of an entry is ``|a - n| / max(|a| + |n|, floor)``, with ``floor`` the smallest
@@ -36,9 +36,29 @@ def gradcheck(net, X, Y, eps: float = 1e-5, max_checks_per_param: int | None = N
     ``default_rng(seed)``); None checks every entry. The network's parameters are restored
     exactly (each perturbed entry gets its saved value back) and its gradients hold the
     analytic values afterwards.
+
+    ``train``: check the training-mode loss (batch statistics for batch norm; dropout with
+    the fixed masks of ``seed``: every evaluation draws them from the same seed). Batch norm's
+    running statistics, which training passes update, are restored afterwards.
     """
-    X, Y = net._as_inputs(X, Y)
-    _, grads = net.loss_and_grads(X, Y)
+    X, Y = net.as_inputs(X, Y)
+    saved_buffers = {name: a.copy() for name, a in net.buffers().items()}
+    try:
+        return _check(net, X, Y, eps, max_checks_per_param, seed, floor, train)
+    finally:
+        for name, a in net.buffers().items():
+            np.copyto(a, saved_buffers[name])
+
+
+def _check(net, X, Y, eps, max_checks_per_param, seed, floor, train) -> dict[str, float]:
+    if train:
+        _, grads = net.loss_and_grads(X, Y, train=True, seed=seed)
+
+        def loss(X, Y):
+            return net.loss(X, Y, train=True, seed=seed)
+    else:
+        _, grads = net.loss_and_grads(X, Y)
+        loss = net.loss
     analytic = [g.copy() for g in grads]
     rng = np.random.default_rng(seed)
     floor = _TINY if floor is None else float(floor)
@@ -54,9 +74,9 @@ def gradcheck(net, X, Y, eps: float = 1e-5, max_checks_per_param: int | None = N
             saved = entries[i]
             try:
                 entries[i] = saved + eps
-                loss_plus = net.loss(X, Y)
+                loss_plus = loss(X, Y)
                 entries[i] = saved - eps
-                loss_minus = net.loss(X, Y)
+                loss_minus = loss(X, Y)
             finally:
                 entries[i] = saved
             numeric = (loss_plus - loss_minus) / (2.0 * eps)

@@ -8,9 +8,8 @@ and the two sides disagree (a training row at the origin puts every first-layer 
 leave them out: a row counts if any ReLU/leaky-ReLU input is within ``margin`` of 0 (a weight
 perturbation moves ``z`` by ``eps * |a|``, a bias perturbation by ``eps``).
 
-NumPy and the standard library only; reads the network through ``weights``, ``biases``,
-``activation``, ``activation_kwargs``, ``param_names``, ``params``, ``loss`` and
-``loss_and_grads``.
+NumPy and the standard library only; reads the network through its plan (``layers``),
+``param_names``, ``params``, ``loss`` and ``loss_and_grads``.
 """
 
 from __future__ import annotations
@@ -34,19 +33,24 @@ class Worst:
 
 def near_kinks(net, X: np.ndarray, margin: float = 1e-4) -> np.ndarray:
     """``(n,)`` bool: rows of ``X`` with a ReLU-family pre-activation within ``margin`` of 0
-    (all False for smooth activations)."""
-    from nnexp.core.activations import ACTIVATIONS
+    (all False for smooth activations). Layer by layer through the network's plan, in
+    evaluation mode (batch norm with its running statistics)."""
+    import copy
+
+    from nnexp.core.layers import BN_EPS
 
     X = np.asarray(X, np.float64)
     flagged = np.zeros(X.shape[0], bool)
-    if net.activation not in _KINKED:
-        return flagged
-    f = ACTIVATIONS[net.activation](**net.activation_kwargs)
     A = X
-    for W, b in zip(net.weights[:-1], net.biases[:-1]):
-        Z = A @ W + b
-        flagged |= (np.abs(Z) < margin).any(axis=1)
-        A = f(Z)
+    for layer in net.layers[:-1]:
+        Z = A @ layer.W
+        if layer.b is not None:
+            Z = Z + layer.b
+        if layer.batch_norm:
+            Z = (Z - layer.running_mean) / np.sqrt(layer.running_var + BN_EPS) * layer.gamma + layer.beta
+        if layer.activation_name in _KINKED:
+            flagged |= (np.abs(Z) < margin).any(axis=1)
+        A = copy.copy(layer.activation)(Z)      # a copy: calling may rebind it to float64
     return flagged
 
 

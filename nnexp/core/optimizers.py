@@ -226,6 +226,24 @@ class Optimizer:
         """Per-step scalars shared by all arrays (Python floats: they never upcast float32)."""
         return (self.lr,)
 
+    # ------------------------------------------------------------------ fit's stepper
+    def stepper(self, net, observe: bool = False):
+        """How ``fit`` updates ``net`` with this optimizer (:mod:`nnexp.core.steppers`): the
+        plain ``step`` on the true gradients; subclasses hand out fused steppers where
+        :meth:`_fusable` holds."""
+        from nnexp.core.steppers import PlainStepper
+        return PlainStepper(self, net)
+
+    def _fusable(self, cls, net) -> bool:
+        """A fused stepper written for exactly ``cls`` gives the same numbers: no weight decay,
+        no gradient clipping, no per-step schedule (which sets ``lr`` inside ``step``), and
+        parameters and gradients that tile the network's flat buffers."""
+        return (type(self) is cls and not self.weight_decay
+                and getattr(self, "clip_norm", None) is None
+                and not getattr(self.schedule, "per_step", False)
+                and _tiled_buffer(list(net.params)) is net.flat
+                and _tiled_buffer(list(net.grads)) is net.grad_flat)
+
     def _update(self, w, g, state, tmp, coef) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -236,6 +254,12 @@ class Optimizer:
 
 class SGD(Optimizer):
     """``w <- w - eta g``."""
+
+    def stepper(self, net, observe: bool = False):
+        if self._fusable(SGD, net):
+            from nnexp.core.steppers import LrFoldStepper
+            return LrFoldStepper(self, net, observe)
+        return super().stepper(net, observe)
 
     def _update(self, w, g, state, tmp, coef):
         np.multiply(g, coef[0], tmp)
@@ -345,6 +369,13 @@ class Adam(Optimizer):
 
     def _scaled_ok(self) -> bool:   # (clipping needs the unscaled gradients' norm)
         return self.beta1 >= 0.5 and not self.weight_decay and self.clip_norm is None
+
+    def stepper(self, net, observe: bool = False):
+        # the scaled mode uses the gradient buffer as scratch: not while fit is observed
+        if not observe and self._scaled_ok() and self._fusable(Adam, net):
+            from nnexp.core.steppers import ScaledAdamStepper
+            return ScaledAdamStepper(self, net)
+        return super().stepper(net, observe)
 
     def _scaled_begin(self) -> None:
         self._t0 = self.t

@@ -1,6 +1,7 @@
 """Saving and loading networks as ``.npz`` files, without pickle.
 
-A file holds one array per parameter (``W1``, ``b1``, ...) and ``architecture``: the
+A file holds one array per parameter (``W1``, ``b1``, ...), batch norm's running statistics
+(``running_mean<k>``, ``running_var<k>``) and ``architecture``: the
 network's :meth:`MLP.config` as a JSON string in a 0-d unicode array. It is written to a
 temporary file next to the target and moved into place with ``os.replace``, so a reader never
 sees half a file. Loading uses ``np.load(allow_pickle=False)``: a file with object arrays (which
@@ -37,6 +38,7 @@ def save_npz(net, path) -> None:
     header = {"format": FORMAT, "version": VERSION, **net.config()}
     arrays = {"architecture": np.array(json.dumps(header))}
     arrays.update(zip(net.param_names, net.params))
+    arrays.update(net.buffers())               # batch norm's running statistics
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
     try:
@@ -134,8 +136,11 @@ def _read(handle, cls):
         config = {k: header[k] for k in ("sizes", "activation", "output", "loss", "dtype",
                                          "activation_kwargs")}
         _check_sizes(config["sizes"], members)
+        config.update({k: header[k] for k in ("dropout", "batch_norm", "label_smoothing")
+                       if k in header})        # (absent from files written before them)
         net = cls(**config, init="constant")     # weights are overwritten below
-        for name, live in zip(net.param_names, net.params):
+        arrays = list(zip(net.param_names, net.params)) + list(net.buffers().items())
+        for name, live in arrays:
             if name not in archive.files:
                 raise ValueError(f"missing array {name!r}")
             if members[name] != (live.shape, live.dtype):   # before reading (decompressing) it

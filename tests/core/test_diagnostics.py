@@ -202,3 +202,36 @@ def test_without_the_hook_fit_is_unchanged_and_with_it_equal_up_to_rounding():
             runs.append((h.train_loss, net.flat.copy()))
         assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
         np.testing.assert_allclose(runs[2][1], runs[0][1], rtol=1e-10, atol=1e-12)
+
+
+def test_fit_hook_records_batch_norm_and_dropout_statistics():
+    """A network with batch norm and dropout: kept fraction of the very masks fit drew, the
+    running statistics at the end of the epoch, grad norms of the true gradients."""
+    from nnexp.core import SGD, fit
+    from nnexp.core.diagnostics import recorder_for
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(48, 5)), np.eye(3)[rng.integers(0, 3, 48)]
+    net = MLP([5, 30, 20, 3], activation=["relu", "sigmoid"], dropout=[0.25, 0.5],
+              batch_norm=[True, False], seed=2)
+    recorder = recorder_for(net)
+    kept, grads, out = {1: [], 2: []}, [], {}
+
+    def on_step(ws):
+        for k, mask in ws.masks().items():
+            kept[k].append(np.count_nonzero(mask) / mask.size)
+        grads.append(np.linalg.norm(net.grads[0]))
+        recorder.hook(ws)
+
+    fit(net, SGD(lr=0.1), (X, Y), epochs=1, batch_size=8, on_step=on_step,
+        on_epoch=lambda epoch, m: out.update(recorder.epoch_metrics()))
+    assert out["layer1/dropout_kept_fraction"] == pytest.approx(np.mean(kept[1]), rel=1e-12)
+    assert out["layer2/dropout_kept_fraction"] == pytest.approx(np.mean(kept[2]), rel=1e-12)
+    assert 0.6 < out["layer1/dropout_kept_fraction"] < 0.9
+    assert out["layer1/bn_mean"] == pytest.approx(net.layers[0].running_mean.mean(), rel=1e-12)
+    assert out["layer1/bn_std"] == pytest.approx(np.sqrt(net.layers[0].running_var).mean(), rel=1e-12)
+    assert out["layer1/bn_mean_norm"] == pytest.approx(np.linalg.norm(net.layers[0].running_mean), rel=1e-12)
+    assert out["layer1/bn_var_norm"] == pytest.approx(np.linalg.norm(net.layers[0].running_var), rel=1e-12)
+    assert "layer2/bn_mean" not in out and "layer1/bias_grad_norm" not in out
+    assert out["layer1/grad_norm"] == pytest.approx(np.mean(grads), rel=1e-12)
+    assert out["layer1/distinct_units"] == 30 and "layer2/saturated_fraction" in out

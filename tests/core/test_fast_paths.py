@@ -6,7 +6,7 @@ import pytest
 
 import nnexp.core.optimizers as optimizers
 from nnexp.core import MLP, SGD, Adam, Momentum, fit
-from nnexp.core.activations import Sigmoid
+from nnexp.core.activations import ACTIVATIONS, Sigmoid
 
 
 def naive_loss_and_grads(net, X, Y):
@@ -57,7 +57,7 @@ def test_halved_sigmoid_layout_gives_the_textbook_gradients(sizes, output, loss)
     np.testing.assert_allclose(net.evaluate(X, Y)[0], ref_value, rtol=1e-12)
 
 
-def test_overridden_sigmoid_is_still_used():
+def test_overridden_sigmoid_is_still_used(monkeypatch):
     class Logistic(Sigmoid):                    # the same function, computed with exp
         def forward(self, Z, tmp):
             np.negative(Z, out=Z)
@@ -72,7 +72,9 @@ def test_overridden_sigmoid_is_still_used():
     net = MLP(sizes, activation="sigmoid", init="xavier_uniform", seed=3)
     X, Y = problem(sizes)
     expected = [g.copy() for g in net.loss_and_grads(X, Y)[1]]
-    net._act = Logistic().bind(net.dtype)
+    monkeypatch.setitem(ACTIVATIONS, "sigmoid", Logistic)   # the plan takes it at construction
+    net = MLP(sizes, activation="sigmoid", init="xavier_uniform", seed=3)
+    assert all(type(layer.activation) is Logistic for layer in net.layers[:-1])
     for g, e in zip(net.loss_and_grads(X, Y)[1], expected):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-15)
 

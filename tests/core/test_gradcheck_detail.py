@@ -32,3 +32,17 @@ def test_a_row_at_the_origin_sits_on_every_relu_kink_and_fails_the_plain_check()
     assert gradcheck(net, X, Y, floor=1e-4)["b1"] > 1e-2           # the spurious failure
     assert max(e.error for e in worst_entries(net, X[~kinked], Y[~kinked]).values()) < 1e-6
     assert not near_kinks(MLP([2, 8, 3], activation="sigmoid"), X).any()
+
+
+def test_near_kinks_follows_the_activation_of_each_layer():
+    from nnexp.core import MLP
+    from nnexp.core.gradcheck_detail import near_kinks
+
+    X = np.array([[0.0, 0.0], [1.0, -2.0]])
+    for activation, expected in ((["tanh", "relu"], [True, False]), (["relu", "tanh"], [True, False]),
+                                 (["tanh", "tanh"], [False, False])):
+        net = MLP([2, 3, 3, 2], activation=activation, seed=0)
+        np.testing.assert_array_equal(near_kinks(net, X), expected)
+    net = MLP([2, 3, 2], activation="relu", batch_norm=True, seed=0)   # beta = 0: z = gamma xhat
+    net.layers[0].running_mean[...] = X[1] @ net.weights[0]          # row 2 normalises to 0
+    np.testing.assert_array_equal(near_kinks(net, X), [False, True])

@@ -164,9 +164,8 @@ def test_float32_stays_float32_everywhere(opt):
     arrays = [net.flat, net.grad_flat, *net.params, *net.grads]
     arrays += [a for name in opt.state for a in opt.state[name]]
     for ws in net._workspaces.values():                 # every buffer of every workspace
-        for value in vars(ws).values():
-            for a in value if isinstance(value, list) else [value]:
-                if isinstance(a, np.ndarray) and a.dtype != np.intp:
-                    arrays.append(a)
+        for value in [*vars(ws).values(), *(v for bf in ws.layers for v in vars(bf).values())]:
+            if isinstance(value, np.ndarray) and value.dtype != np.intp:
+                arrays.append(value)
     assert len(arrays) > 30 and all(a.dtype == np.float32 for a in arrays)
     assert net.predict_proba(X.astype(np.float64)).dtype == np.float32   # inputs are cast down

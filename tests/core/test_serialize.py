@@ -18,7 +18,7 @@ def test_round_trip_keeps_weights_architecture_and_predictions(tmp_path, dtype):
     net.save_npz(path)
     loaded = MLP.load_npz(path)
     assert loaded.config() == net.config()
-    assert loaded._act.slope == 0.05 and loaded.dtype == net.dtype
+    assert loaded.layers[0].activation.slope == 0.05 and loaded.dtype == net.dtype
     for a, b in zip(loaded.params, net.params):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -78,3 +78,23 @@ def test_not_a_zip_file(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="cannot load network from"):
         MLP.load_npz(path)
+
+
+def test_batch_norm_running_statistics_and_new_options_round_trip(tmp_path):
+    from nnexp.core import SGD, fit
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 4)) + 2.0, np.eye(3)[rng.integers(0, 3, 40)]
+    net = MLP([4, 6, 5, 3], activation=["relu", "tanh"], batch_norm=[True, False],
+              dropout=[0.1, 0.0], label_smoothing=0.1, seed=0)
+    fit(net, SGD(lr=0.1), (X, Y), epochs=2, batch_size=8)
+    path = tmp_path / "bn.npz"
+    net.save_npz(path)
+    loaded = MLP.load_npz(path)
+    assert loaded.config() == net.config()
+    assert set(loaded.buffers()) == {"running_mean1", "running_var1"}
+    for name, a in net.buffers().items():
+        assert not np.allclose(a, 0 if "mean" in name else 1)   # trained, not initial values
+        np.testing.assert_array_equal(loaded.buffers()[name], a)
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    assert loaded.evaluate(X, Y) == net.evaluate(X, Y)
