@@ -119,7 +119,8 @@ def load_data(cfg: Mapping[str, Any], dtype: str | None = None, *, reuse: bool =
     from nnexp.build import binary_targets
     from nnexp.data import load
 
-    options = {k: v for k, v in cfg["data"].items() if k != "name"}
+    # (augment applies to training batches in fit, not to what the loader reads)
+    options = {k: v for k, v in cfg["data"].items() if k not in ("name", "augment")}
     name, dtype = cfg["data"]["name"], dtype or cfg["dtype"]
     if reuse:   # the targets depend on the model's output too (binary_targets)
         key = json.dumps([name, dtype, cfg["seed"], cfg["model"]["output"], options], sort_keys=True,
@@ -213,8 +214,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     from nnexp.core import fit
 
     data = load_data(cfg, reuse=parent_run_id is not None)
-    net = build.build_model(cfg, data.n_inputs, data.n_outputs)
+    net = build.build_model(cfg, data.n_inputs, data.n_outputs, n_train=len(data.y_train))
     optimizer = build.build_optimizer(cfg)
+    augment = build.build_augment(cfg, data)
     early_stopping = build.build_early_stopping(cfg)
     store = store or open_experiment(cfg, experiment)
     key = config_hash(cfg)
@@ -250,7 +252,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
             history = fit(net, optimizer, train=data.train, val=data.val, epochs=cfg["epochs"],
                           batch_size=cfg["batch_size"], early_stopping=early_stopping,
                           seed=cfg["seed"], on_epoch=on_epoch, progress=bar.batch_progress,
-                          on_step=diagnostics.hook if diagnostics is not None else None)
+                          on_step=diagnostics.hook if diagnostics is not None else None,
+                          augment=augment)
 
         # The test scores, weights.npz and the logged model are of one set of weights: the best
         # epoch's, or the last epoch's with early_stopping.restore_best=false (a diverged run's
@@ -258,6 +261,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         if history.best_params is not None and cfg["early_stopping"].get("restore_best", True):
             for live, best in zip(net.params, history.best_params):
                 live[...] = best
+            for name, live in net.buffers().items():   # batch norm's running statistics
+                live[...] = history.best_buffers[name]
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})

@@ -158,3 +158,23 @@ def check_memory(cfg: Mapping[str, Any], sizes: list[int] | None = None, dtype: 
             f"{memory.gigabytes(free)} is available ({where}); choose a smaller model.hidden "
             f"(or dtype=float32)")
 
+
+
+def build_augment(cfg: Mapping[str, Any], data):
+    """The ``augment(X, rng)`` of ``cfg["data"]["augment"]`` for :func:`nnexp.core.fit`, or None.
+
+    ``shift: N`` moves each training image by up to N pixels each epoch; what comes in at the
+    edge is the background, a raw pixel of 0 after the data set's scaling."""
+    shift = (cfg["data"].get("augment") or {}).get("shift", 0)
+    if shift == 0:
+        return None
+    from nnexp.data.augment import image_shifter
+
+    fill = 0.0
+    if data.scaler is not None:            # raw 0 -> (0 - shift) / scale, per pixel
+        offset, scale = data.scaler
+        fill = (0.0 - offset) / scale
+    try:
+        return image_shifter(cfg["data"]["name"], shift, fill)
+    except ValueError as error:
+        raise ConfigError(f"{error} (override it with data.augment.shift=0)") from None

@@ -275,6 +275,7 @@ class _Fit:
             self.best.restore()
         if history.best_epoch is not None:
             history.best_params = _split(self.best.flat, self.net.params)
+            history.best_buffers = self.best.buffers
         return history
 
 

@@ -22,7 +22,9 @@ class History:
         lr: the learning rate used in the epoch. epoch_seconds: wall time of the epoch.
         stop_reason: ``"completed"``, ``"early_stopped"`` or ``"diverged"``.
         best_epoch: 1-based epoch with the best ``monitor`` value, None if no epoch finished
-            with finite values. best_params: copies of the weights after that epoch, or None.
+            with finite values. best_params: copies of the weights after that epoch, or None;
+            best_buffers: the network's batch-norm running statistics after that epoch, by
+            name (empty without batch norm), or None.
         monitor: the metric that defines "best" (early stopping's, else ``val_loss`` with a
             validation set, else ``train_loss``).
     """
@@ -36,6 +38,7 @@ class History:
     stop_reason: str = "completed"
     best_epoch: int | None = None
     best_params: list[np.ndarray] | None = None
+    best_buffers: dict[str, np.ndarray] | None = None
     monitor: str = "train_loss"
 
     @property

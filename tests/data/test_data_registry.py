@@ -66,6 +66,7 @@ def test_config_files_match_the_registry():
         config = yaml.safe_load(f.read_text())
         assert config.pop("name") == f.stem
         assert not {"seed", "dtype", "targets"} & set(config)  # the app passes those
+        assert config.pop("augment") == {"shift": 0}   # fit's, not the loader's (build_augment)
         defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in DATASETS[f.stem].defaults.items()}
         assert config == defaults, f.name
 
@@ -74,6 +75,7 @@ def test_config_files_match_the_registry():
 def test_config_file_loads(name, fake_roots):
     config = yaml.safe_load((REPO / "conf" / "data" / f"{name}.yaml").read_text())
     config.pop("name")
+    config.pop("augment")   # applied by fit, not the loader
     config.update({k: v for k, v in options_for(name, fake_roots).items()})
     load(name, **config)
 
