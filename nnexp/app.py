@@ -65,11 +65,24 @@ class RunResult:
 
 
 def run_name(cfg: Mapping[str, Any]) -> str:
-    """A readable name such as ``adam-lr0.001-16x8`` unless the config names the run."""
+    """A readable name such as ``adam-lr0.001-16x8`` unless the config names the run; a model
+    that is not plain ReLU says how: ``sgd-lr0.002-50x50-sigmoid-bn-drop0.2``."""
     if cfg["tracking"].get("run_name"):
         return cfg["tracking"]["run_name"]
-    widths = "x".join(str(w) for w in cfg["model"]["hidden"])
-    return f"{cfg['optimizer']['name']}-lr{cfg['optimizer']['lr']:g}-{widths}"
+    model = cfg["model"]
+    widths = "x".join(str(w) for w in model["hidden"])
+    name = f"{cfg['optimizer']['name']}-lr{cfg['optimizer']['lr']:g}-{widths}"
+
+    def per_layer(value) -> str:
+        return ".".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    if model.get("activation", "relu") != "relu":
+        name += f"-{per_layer(model['activation'])}"
+    if model.get("batch_norm") and model["batch_norm"] is not False:
+        name += "-bn" if model["batch_norm"] is True else f"-bn{per_layer(model['batch_norm'])}"
+    if model.get("dropout"):
+        name += f"-drop{per_layer(model['dropout'])}"
+    return name
 
 
 def _git_commit() -> str | None:
