@@ -114,22 +114,12 @@ def _torch_optimizer(torch, net, opt: dict):
     raise SystemExit(f"bench/quality.py has no PyTorch translation of optimizer={name}")
 
 
-def _lr_at(schedule: dict, base: float, epoch: int, step: int, total: int) -> float:
-    """The learning rate nnexp uses at (completed epochs, steps taken so far)."""
-    name = schedule["name"]
-    if name == "constant":
-        return base
-    if name == "exponential":
-        return base * schedule["gamma"] ** epoch
-    if name == "step":
-        return base * schedule["gamma"] ** (epoch // schedule["step_size"])
-    if name == "cosine":
-        warm, floor = schedule.get("warmup_steps", 0), schedule.get("min_lr", 0.0)
-        if step < warm:
-            return base * (step + 1) / warm
-        progress = (step - warm) / max(1, total - warm)
-        return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    raise SystemExit(f"bench/quality.py has no PyTorch translation of schedule={name}")
+def _lr_at(schedule, base: float, epoch: int, step: int, total: int) -> float:
+    """The learning rate nnexp uses at (completed epochs, steps taken so far): its own schedule
+    object, so both sides follow exactly the same rates."""
+    if getattr(schedule, "per_step", False):
+        return float(schedule(base, step, total))
+    return float(schedule(base, epoch))
 
 
 def run_torch(cfg: dict, threads: int, seed: int) -> tuple[float, float]:
@@ -138,6 +128,7 @@ def run_torch(cfg: dict, threads: int, seed: int) -> tuple[float, float]:
     import torch
 
     from nnexp.app import load_data
+    from nnexp.build import build_optimizer
     from nnexp.data.augment import IMAGE_SHAPES, shift_images
 
     torch.set_num_threads(threads)
@@ -155,6 +146,7 @@ def run_torch(cfg: dict, threads: int, seed: int) -> tuple[float, float]:
     total = epochs * math.ceil(len(Xtr) / batch)
     shift = (cfg["data"].get("augment") or {}).get("shift", 0)
     clip = cfg["optimizer"].get("clip_norm")
+    schedule = build_optimizer(cfg).schedule
     rng = np.random.default_rng(seed)
     ytr = torch.from_numpy(data.y_train)
     monitor = cfg["early_stopping"].get("monitor", "val_loss")
@@ -165,7 +157,7 @@ def run_torch(cfg: dict, threads: int, seed: int) -> tuple[float, float]:
         net.train()
         for rows in torch.randperm(len(X)).split(batch):
             for group in opt.param_groups:
-                group["lr"] = _lr_at(cfg["schedule"], cfg["optimizer"]["lr"], epoch, step, total)
+                group["lr"] = _lr_at(schedule, cfg["optimizer"]["lr"], epoch, step, total)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(X[rows]), ytr[rows])
             loss.backward()

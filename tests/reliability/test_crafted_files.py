@@ -1,8 +1,9 @@
 """Files crafted to hurt: refused in one line, in bounded memory, before anything large is made.
 
 Each file is built in ``tmp_path``; each case runs in a child process that records its own peak
-resident memory (``resource.getrusage`` at exit) so that the bound is the child's, not the test
-runner's.
+resident memory at exit, ``VmHWM`` of ``/proc/self/status``: the high-water mark of the memory
+the child's program mapped after exec. (Not ``getrusage``'s ``ru_maxrss``: Linux carries it over
+fork and exec, so a child of a test runner that once held 900 MB would report 900 MB.)
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ MNIST_OFFLINE = ("data=mnist", "data.download=false", "model.hidden=[8]", "batch
 
 # Runs `code` (or the nnexp command line) and writes the peak RSS in kB to RSS_FILE at exit.
 _WRAPPER = """
-import atexit, os, resource, runpy, sys
+import atexit, os, re, runpy, sys
 atexit.register(lambda: open(os.environ["RSS_FILE"], "w").write(
-    str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+    re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)))
 """
 
 
