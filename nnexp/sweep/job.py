@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -121,8 +122,13 @@ def _joined_job(cfg: dict, context: JobContext, job: int, overrides: Sequence[st
 
 
 def leave_worker(interrupt: BaseException) -> None:
-    """End this worker process now (its run and record are closed): 128 + the signal number."""
+    """End this worker process now (its run and record are closed): 128 + the signal number.
+
+    When the driver is stopping its workers (:func:`nnexp.sweep.workers.stop_workers`), the
+    worker stops itself instead and the driver kills it: an exit would make loky kill the other
+    workers while they may still be closing their runs."""
     from nnexp.outcome import EXIT_SIGNAL_BASE
+    from nnexp.sweep.workers import parent_is_stopping_workers
 
     signum = getattr(interrupt, "signum", 2)
     for stream in (sys.stdout, sys.stderr):
@@ -130,4 +136,6 @@ def leave_worker(interrupt: BaseException) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+    if parent_is_stopping_workers():
+        os.kill(os.getpid(), signal.SIGSTOP)
     os._exit(EXIT_SIGNAL_BASE + signum)

@@ -110,8 +110,9 @@ def is_joblib(config: DictConfig) -> bool:
     return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    """``(pid, command line)`` of the live child processes of ``pid`` (Linux ``/proc``)."""
+def _children(pid: int) -> list[tuple[int, str, str]]:
+    """``(pid, state, command line)`` of the live child processes of ``pid`` (Linux ``/proc``;
+    state ``T`` is a stopped process)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -120,7 +121,8 @@ def _children(pid: int) -> list[tuple[int, str]]:
             stat = (entry / "stat").read_text()
             fields = stat.rsplit(")", 1)[1].split()
             if int(fields[1]) == pid and fields[0] != "Z":
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append((int(entry.name), fields[0], command))
         except (OSError, ValueError, IndexError):
             continue   # gone meanwhile
     return found
@@ -128,27 +130,48 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 def worker_pids() -> list[int]:
     """This driver's joblib (loky) worker processes (its resource tracker left alone)."""
-    return [pid for pid, command in _children(os.getpid())
+    return [pid for pid, _, command in _children(os.getpid())
             if "loky" in command and "resource_tracker" not in command]
 
 
 def stop_workers(grace: float = STOP_GRACE_SECONDS) -> list[int]:
-    """SIGTERM every worker, wait up to ``grace`` seconds for them to close their runs and
-    leave, SIGKILL any still there; returns the pids signalled."""
+    """SIGTERM every worker, wait up to ``grace`` seconds until each has closed its run and
+    stopped itself (:func:`nnexp.sweep.job.leave_worker`) or left, then SIGKILL them all;
+    returns the pids signalled.
+
+    Why workers stop (SIGSTOP) rather than exit: loky's executor watches its workers, and the
+    moment one exits it kills all the others, which may still be closing their runs (a run
+    left RUNNING). A stopped process is not dead to loky; once every run is closed, the driver
+    kills them together."""
     pids = worker_pids()
     for pid in pids:
         with _gone_ok():
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    alive = set(pids)
-    while alive and time.monotonic() < deadline:
-        alive &= {pid for pid, _ in _children(os.getpid())}
+    busy = set(pids)
+    while busy and time.monotonic() < deadline:
+        busy &= {pid for pid, state, _ in _children(os.getpid()) if state != "T"}
         time.sleep(0.05)
-    for pid in alive:
+    for pid in busy:
         print(f"sweep: worker {pid} did not stop within {grace:.0f} s; killed", file=sys.stderr, flush=True)
+    for pid in pids:
         with _gone_ok():
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+def parent_is_stopping_workers() -> bool:
+    """Whether this process's parent is a sweep driver inside :func:`stop_workers`: the
+    driver ignores SIGTERM from its first interrupt on (:class:`nnexp.sweep.signals.
+    InterruptHandlers`), which ``/proc/<ppid>/status`` shows in its ``SigIgn`` mask."""
+    try:
+        status = Path(f"/proc/{os.getppid()}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
 
 
 class _gone_ok:
