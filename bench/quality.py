@@ -193,9 +193,9 @@ def main() -> None:
     args = parser.parse_args()
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(args.threads)
-    overrides = ["data.download=false"]
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
+    overrides = []
+    if args.data_root:   # the files are there: never fetch
+        overrides += [f"data.root={args.data_root}", "data.download=false"]
     if args.epochs:
         overrides.append(f"epochs={args.epochs}")
     if args.limit:
