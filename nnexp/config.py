@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.resources
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +39,10 @@ from typing import Any
 
 from nnexp.errors import ConfigError
 
-CONF = Path(__file__).resolve().parent / "conf"
+# The config groups as the installed package has them: conf/ of the checkout under an editable
+# install (mapped to nnexp.conf by setuptools' finder, no nnexp/conf folder exists), the
+# package's own copy in a wheel.
+CONF = Path(str(importlib.resources.files("nnexp.conf")))
 
 
 @dataclass
