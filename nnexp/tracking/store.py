@@ -202,12 +202,21 @@ def _creation_lock(db: Path):
         handle = open(path, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            if os.path.exists(path) and os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+            if _names(path, handle):
                 return _RemovedWhenClosed(handle, path)
         except BaseException:
             handle.close()
             raise
         handle.close()   # locked a file another holder had already removed: lock the new one
+
+
+def _names(path: Path, handle) -> bool:
+    """Whether ``path`` still names the file ``handle`` has open. (The path may be removed at any
+    moment by the holder of a newer lock file: gone is "no", not an error.)"""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 class _RemovedWhenClosed:

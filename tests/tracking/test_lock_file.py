@@ -40,3 +40,26 @@ def test_closing_twice_is_harmless(tmp_path):
     lock.close()
     lock.close()
     assert not Path(tmp_path / "mlflow.db.lock").exists()
+
+
+def test_a_lock_file_removed_while_it_is_checked_means_start_again(tmp_path, monkeypatch):
+    """The race the CI dry run met with eight processes: between locking an old lock file and
+    checking the path, a newer holder removed the newer file; that is "start again", not a
+    FileNotFoundError."""
+    import os
+
+    from nnexp.tracking import store
+
+    real_stat, calls = os.stat, []
+
+    def stat_once_gone(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.os, "stat", stat_once_gone)
+    lock = store._creation_lock(tmp_path / "mlflow.db")
+    assert len(calls) == 2          # checked, found gone, locked again, checked again
+    lock.close()
+    assert not (tmp_path / "mlflow.db.lock").exists()
