@@ -6,8 +6,6 @@ test's empty cache (a few seconds: marked slow), then load again from that cache
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -42,12 +40,10 @@ def test_real_idx_set_cold_then_warm(shared_data, monkeypatch, name):
     assert set(np.unique(ds.y_train)) == set(range(10)) == set(np.unique(ds.y_test))
     assert ds.train[0].min() == 0.0 and ds.train[0].max() == 1.0
 
-    # warm: served from the cache (parsing would fail now), well under a second
+    # warm: served from the cache (parsing would fail now); how fast is bench/overhead.py's
+    # business, not a test's (a timed assert failed CI at 1.8 s on a loaded machine)
     monkeypatch.setattr(idx, "parse_pair", lambda *a: pytest.fail("parsed again despite the cache"))
-    start = time.perf_counter()
     warm = load(name, root=shared_data, download=False, val_fraction=0.1, dtype="float32")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"warm load took {elapsed:.2f} s"
     assert len(warm.y_train) == 54000 and len(warm.y_val) == 6000
     assert (np.bincount(warm.y_val) >= 540).all()  # stratified: ~600 a class
     np.testing.assert_array_equal(warm.test[0], ds.test[0])
