@@ -87,6 +87,21 @@ def snapshot(workdir: Path, run_id: str) -> Snapshot:
                     len(all_runs(client)))
 
 
+# The switches of a short run, for commands that must be refused before anything trains (early
+# stopping left on: one bad-input case needs it)
+SHORT_RUN = ("epochs=3", "progress=false", "tracking.log_model=false")
+
+
+def assert_refused(workdir: Path, before: Snapshot, *args: str) -> str:
+    """``python -m nnexp SHORT_RUN args`` exits 2 with one error line and leaves the store as
+    :func:`assert_untouched` checks; returns the line for the caller's own assertions."""
+    result = nnexp(*SHORT_RUN, *args, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result)
+    assert_untouched(workdir, before)
+    return line
+
+
 def assert_untouched(workdir: Path, before: Snapshot) -> None:
     """The earlier run is still there, FINISHED, with the same numbers; no run was added, and
     nothing is RUNNING."""

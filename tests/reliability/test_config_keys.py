@@ -13,9 +13,7 @@ import pytest
 from nnexp import build
 from nnexp.config import check_keys, validate
 from nnexp.errors import ConfigError
-from tests.reliability.helpers import assert_untouched, nnexp, one_error_line
-
-TAIL = ("epochs=3", "progress=false", "tracking.log_model=false")
+from tests.reliability.helpers import assert_refused
 
 # (id, override, the unknown key as typed, the closest valid key)
 MISSPELT = [
@@ -31,12 +29,8 @@ MISSPELT = [
 @pytest.mark.parametrize(("override", "typed", "closest"), [c[1:] for c in MISSPELT],
                          ids=[c[0] for c in MISSPELT])
 def test_a_misspelt_key_is_refused_naming_the_closest_one(with_earlier_run, override, typed, closest):
-    workdir, before = with_earlier_run
-    result = nnexp(*TAIL, override, cwd=workdir)
-    assert result.returncode == 2, result.stderr
-    line = one_error_line(result)
+    line = assert_refused(*with_earlier_run, override)
     assert f"unknown config key {typed} (did you mean {closest}?)" in line
-    assert_untouched(workdir, before)
 
 
 # (id, overrides, what the one line must say): each disagreement the issue names, decided in
@@ -51,11 +45,7 @@ DISAGREEMENTS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("args", "expected"), [c[1:] for c in DISAGREEMENTS], ids=[c[0] for c in DISAGREEMENTS])
 def test_a_value_the_constructor_refuses_is_refused_once_naming_the_key(with_earlier_run, args, expected):
-    workdir, before = with_earlier_run
-    result = nnexp(*TAIL, *args, cwd=workdir)
-    assert result.returncode == 2, result.stderr
-    assert expected in one_error_line(result)
-    assert_untouched(workdir, before)
+    assert expected in assert_refused(*with_earlier_run, *args)
 
 
 def test_the_constructors_decide_the_disagreements():
