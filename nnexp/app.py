@@ -78,7 +78,7 @@ def run_name(cfg: Mapping[str, Any]) -> str:
 
     if model.get("activation", "relu") != "relu":
         name += f"-{per_layer(model['activation'])}"
-    if model.get("batch_norm") and model["batch_norm"] is not False:
+    if model.get("batch_norm"):
         name += "-bn" if model["batch_norm"] is True else f"-bn{per_layer(model['batch_norm'])}"
     if model.get("dropout"):
         name += f"-drop{per_layer(model['dropout'])}"
