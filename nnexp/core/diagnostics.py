@@ -1,7 +1,8 @@
 """Training dynamics, per layer and per epoch: gradient, weight, update and activation statistics.
 
-A :class:`Recorder` watches the weight layers of a network while ``fit`` trains it. ``fit``'s
-``on_step`` hook (after the gradients, before the update) calls :meth:`Recorder.step`; the
+A :class:`Recorder` watches the weight layers of a network while ``fit`` trains it. ``fit``
+calls its :class:`RecorderHook` (``on_step``: after the gradients, before the update) on the
+sampled steps only, which take :meth:`Recorder.sample`; the
 epoch's numbers come out of :meth:`Recorder.epoch_metrics`, named ``layer<k>/<statistic>``
 with k = 1 for the first weight layer. A statistic that does not apply to a layer is absent.
 
@@ -31,10 +32,12 @@ layer, its output activations ``A_k`` ``(n, width)`` on the step's batch:
 ==========================  ====================================================================
 
 Sampling: the statistics of a step are taken on every ``every``-th step of an epoch, starting
-with its first (``every = 1``: every step, exact epoch averages). Gradient and activation
-statistics read the buffers the training step already filled; the update of a sampled step
-is measured at the next call (or at the epoch's end) against a copy of the weights made before
-it. Weight norms, distinct units and batch-norm statistics are computed once per epoch.
+with its first (``every = 1``: every step, exact epoch averages). ``fit`` runs only those steps
+with the optimizer's observable stepper and the others fused, as without diagnostics, so the
+cost is that of the sampled steps. Gradient and activation statistics read the buffers the
+training step already filled; the update of a sampled step is measured right after it
+(:meth:`Recorder.finish_update`) against a copy of the weights made before it. Weight norms,
+distinct units and batch-norm statistics are computed once per epoch.
 
 Distinct units: unit j duplicates an earlier unit i < j if
 ``||v_i - v_j|| <= rtol * rms_j ||v_j||``; the count is the number of units that duplicate no
@@ -166,15 +169,24 @@ class Recorder:
     # ------------------------------------------------------------------ per step
     def step(self, activations: Sequence[np.ndarray | None] = (),
              masks: Mapping[int, np.ndarray] | None = None) -> None:
-        """One training step, before its update. ``activations[i]``: ``A`` of layer
-        ``layers[i]`` ``(n, width)`` (or None), for the hidden layers; ``masks``: layer k ->
-        the step's dropout keep-mask (nonzero = kept)."""
+        """One training step, before its update (call it for every step: it samples every
+        ``every``-th). ``activations[i]``: ``A`` of layer ``layers[i]`` ``(n, width)`` (or
+        None), for the hidden layers; ``masks``: layer k -> the step's dropout keep-mask
+        (nonzero = kept)."""
         if self._pending:
-            self._finish_update()
+            self.finish_update()
         sample = self._calls % self.every == 0
         self._calls += 1
-        if not sample:
-            return
+        if sample:
+            self.sample(activations, masks)
+
+    def sample(self, activations: Sequence[np.ndarray | None] = (),
+               masks: Mapping[int, np.ndarray] | None = None) -> None:
+        """Take this step's statistics (whoever chose to sample it, :meth:`step` or ``fit``
+        through :class:`RecorderHook`); its update is measured by :meth:`finish_update`, which
+        the next call or the epoch's end makes if nobody did."""
+        if self._pending:
+            self.finish_update()
         self.samples += 1
         for i, (layer, sums) in enumerate(zip(self.layers, self._sums)):
             sums.grad += norm(layer.dW)
@@ -208,8 +220,10 @@ class Recorder:
             else:
                 np.maximum(sums.unit_max, batch_max, out=sums.unit_max)
 
-    def _finish_update(self) -> None:
-        """The update ratio of the last sampled step: its weights are now updated."""
+    def finish_update(self) -> None:
+        """The update ratio of the last sampled step, once its weights are updated."""
+        if not self._pending:
+            return
         self._pending = False
         for layer, sums, saved in zip(self.layers, self._sums, self._saved):
             before = norm(saved)
@@ -226,8 +240,7 @@ class Recorder:
             return self._epoch_metrics()
 
     def _epoch_metrics(self) -> dict[str, float]:
-        if self._pending:
-            self._finish_update()
+        self.finish_update()
         out: dict[str, float] = {}
         count = max(self.samples, 1)
         for layer, sums in zip(self.layers, self._sums):
@@ -281,21 +294,27 @@ def layer_views(net) -> list[LayerView]:
     return views
 
 
+class RecorderHook:
+    """``fit(on_step=...)`` for a :class:`Recorder`: ``fit`` calls it on every
+    ``recorder.every``-th step of each epoch only (its ``every`` attribute), and
+    :meth:`after_update` right after those steps' updates, so the steps in between run the
+    optimizer's fused stepper. Reads the batch's hidden activations and dropout masks through
+    the workspace's public accessors (``ws.activations()``, ``ws.masks()``; activations as
+    stored, times each layer's ``out_scale``, which the views undo)."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder, self.every = recorder, recorder.every
+
+    def __call__(self, ws) -> None:
+        self.recorder.sample(ws.activations(), ws.masks() or None)
+
+    def after_update(self) -> None:
+        self.recorder.finish_update()
+
+
 def recorder_for(net, every: int = 1, rtol: float = DISTINCT_RTOL) -> Recorder:
-    """A :class:`Recorder` of an :class:`~nnexp.core.MLP` with ``hook``, its ``fit(on_step=)``
-    callback: reads the batch's hidden activations and dropout masks through the workspace's
-    public accessors (``ws.activations()``, ``ws.masks()``; activations as stored, times each
-    layer's ``out_scale``, which the views undo)."""
+    """A :class:`Recorder` of an :class:`~nnexp.core.MLP`, with ``hook``, its
+    :class:`RecorderHook` for ``fit(on_step=)``."""
     recorder = Recorder(layer_views(net), every=every, rtol=rtol)
-
-    def hook(ws) -> None:
-        if recorder._calls % recorder.every:
-            if not recorder._pending:
-                recorder._calls += 1     # a step that is not sampled: nothing else to do
-                return
-            recorder.step()
-            return
-        recorder.step(ws.activations(), ws.masks() or None)
-
-    recorder.hook = hook
+    recorder.hook = RecorderHook(recorder)
     return recorder

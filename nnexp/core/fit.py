@@ -100,44 +100,73 @@ class _Best:
 
 
 class _Epoch:
-    """What an epoch's batches need, fixed for the whole fit."""
+    """What an epoch's batches need, fixed for the whole fit.
 
-    def __init__(self, net, stepper, feeder, segments, n, dropout_rng, on_step, progress):
-        self.net, self.stepper, self.feeder, self.segments = net, stepper, feeder, segments
+    ``stepper`` updates the network on the steps nobody watches; ``observer`` (the optimizer's
+    observable stepper, or None without ``on_step``) on the steps ``on_step`` sees: every
+    ``every``-th batch of the epoch, starting with the first. With ``every == 1`` the two are
+    the same stepper."""
+
+    def __init__(self, net, stepper, observer, feeder, segments, n, dropout_rng, on_step,
+                 progress):
+        self.net, self.stepper, self.observer = net, stepper, observer
+        self.feeder, self.segments = feeder, segments
         self.n_batches = sum(len(s) for s in segments)
         self.predicted = np.empty(n, np.intp)
         self.label = labeler(net.sizes[-1])
         self.dropout_rng, self.on_step, self.progress = dropout_rng, on_step, progress
+        self.every = _every(on_step)
+        self.after_update = getattr(on_step, "after_update", None)
 
     def train(self, epoch: int, order: np.ndarray) -> tuple[float, float | None]:
         """One pass over the batches in ``order``: ``(sum of batch losses x sizes, the first
         non-finite batch loss or None)``. No user code runs between ``begin`` and ``end`` of
-        the stepper but ``on_step``, whose steppers keep the usual state anyway."""
+        the stepper: an observed step ends it first and begins it again after."""
         train_step, gather, isfinite = self.net.train_step, self.feeder.gather, math.isfinite
-        scale, step, label, predicted = (self.stepper.scale, self.stepper.step, self.label,
-                                         self.predicted)
-        rng, on_step = self.dropout_rng, self.on_step
-        loss_sum, done = 0.0, 0
+        stepper, label, predicted = self.stepper, self.label, self.predicted
+        scale, step = stepper.scale, stepper.step
+        rng, on_step, observer = self.dropout_rng, self.on_step, self.observer
+        every, after_update, shared = self.every, self.after_update, observer is stepper
+        loss_sum, done, index = 0.0, 0, 0
         for segment in self.segments:
-            self.stepper.begin()
+            stepper.begin()
             try:
                 with _quiet():
                     for start, stop in segment:
                         ws = gather(order[start:stop])
-                        loss = train_step(ws, scale(stop - start), rng)   # forward, backward
+                        observed = on_step is not None and index % every == 0
+                        index += 1
+                        if observed and not shared:
+                            stepper.end()          # the usual state for the hook and the step
+                        active = observer if observed else stepper
+                        loss = train_step(ws, active.scale(stop - start), rng)   # fwd, bwd
                         if not isfinite(loss):
                             return loss_sum, loss
                         loss_sum += loss * (stop - start)
                         label(ws.P, predicted[start:stop])
-                        if on_step is not None:
-                            on_step(ws)       # true gradients, before the update
-                        step()
+                        if not observed:
+                            step()
+                            continue
+                        on_step(ws)                # true gradients, before the update
+                        observer.step()
+                        if after_update is not None:
+                            after_update()
+                        if not shared:
+                            stepper.begin()
             finally:
-                self.stepper.end()            # before any user code runs
+                stepper.end()                      # before any user code runs
             done += len(segment)
             if self.progress is not None:
                 self.progress(epoch, done, self.n_batches, loss_sum / segment[-1][1])
         return loss_sum, None
+
+
+def _every(on_step) -> int:
+    """The observation period of ``on_step``: its ``every`` attribute, or 1."""
+    every = getattr(on_step, "every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"on_step.every must be a whole number >= 1, got {every!r}")
+    return every
 
 
 def _metrics(net, epoch_run: _Epoch, result, true_labels, order, val, n) -> tuple[dict, bool]:
@@ -193,8 +222,12 @@ def fit(net, opt, train, val=None, epochs: int = 10, batch_size: int | None = 32
 
     ``on_step(ws)``, if given, is called for every batch after its gradients and before the
     update: ``net.grads`` then hold the true gradients of the batch's mean loss and ``ws``
-    (a :class:`~nnexp.core.plan.Workspace`) its activations (``ws.activations()``); the
-    optimizer's stepper is asked for an observable one (``observe=True``).
+    (a :class:`~nnexp.core.plan.Workspace`) its activations (``ws.activations()``); those steps
+    run the optimizer's observable stepper (``opt.stepper(net, observe=True)``). A hook with an
+    attribute ``every = k`` is called on every k-th batch of each epoch only, starting with the
+    first, and its ``after_update()``, if it has one, right after those batches' updates; the
+    other batches run the optimizer's fused stepper, as without a hook (so a sampled hook costs
+    little, and the numbers equal those without it up to rounding).
     ``progress(epoch, batches_done, n_batches, running_loss)`` is called about 20 times per
     epoch. The same seed gives a bit-identical history (but for ``epoch_seconds``).
     """
@@ -228,11 +261,13 @@ class _Fit:
                                   copy=self.epochs >= _AUGMENT_EPOCHS and augment is None)
         # -- the optimizer's stepper and the generators (all from seed) -------------------------
         self.net, self.opt, self.augment = net, opt, augment
-        self.stepper = opt.stepper(net, observe=on_step is not None)
+        observer = opt.stepper(net, observe=True) if on_step is not None else None
+        watched_always = observer is not None and _every(on_step) == 1
+        self.stepper = observer if watched_always else opt.stepper(net)
         self.order_rng = np.random.default_rng(seed)
         dropout_seed, augment_seed = np.random.SeedSequence(seed).spawn(2)
         self.augment_rng = np.random.default_rng(augment_seed)
-        self.batches = _Epoch(net, self.stepper, self.feeder, segments, n,
+        self.batches = _Epoch(net, self.stepper, observer, self.feeder, segments, n,
                               np.random.default_rng(dropout_seed), on_step, progress)
         self.true_labels, self.best = to_labels(Y), _Best(net)
         self.history = History(monitor=self.tracker.monitor)

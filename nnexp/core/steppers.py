@@ -8,8 +8,10 @@
 - ``begin()`` / ``end()``: around every run of steps between which no user code runs (``end``
   puts the optimizer's state back in its usual form, so callbacks see the usual state).
 
-``observe=True`` (``fit`` has an ``on_step`` hook): ``scale`` is None, so ``net.grads`` are the
-true gradients when the hook runs, and ``step`` leaves them intact.
+``observe=True`` (for the steps ``fit``'s ``on_step`` hook sees): ``scale`` is None, so
+``net.grads`` are the true gradients when the hook runs, and ``step`` leaves them intact. A
+hook that samples every k-th step gets the observable stepper on those steps only; ``fit``
+calls the fused one's ``end()`` before such a step and ``begin()`` after it.
 
 :class:`PlainStepper` calls ``opt.step(net.params, net.grads)``: every optimizer, option and
 schedule works with it. The fused ones exist for what pays on small batches, and

@@ -73,6 +73,58 @@ def test_on_step_sees_the_true_gradients_and_they_stay_true(make, activation):
     np.testing.assert_allclose(net.flat, plain_net.flat, rtol=1e-9, atol=1e-12)
 
 
+class SampledHook:
+    """An on_step hook that asks fit for every 3rd step: true gradients when called, the
+    update visible at after_update, and the step indices it saw."""
+
+    every = 3
+
+    def __init__(self, net, opt, activation):
+        self.net, self.opt = net, opt
+        self.twin = MLP([5, 6, 4, 3], activation=activation, seed=1)
+        self.calls, self.updates, self.before = [], 0, None
+
+    def __call__(self, ws):
+        net = self.net
+        self.twin.set_params(net.params)
+        _, reference = self.twin.loss_and_grads(ws.Xin / net.input_scale, ws.Y.T)
+        for g, r in zip(net.grads, reference):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-14)
+        self.calls.append(self.opt.t)                 # steps taken before this one
+        self.before = net.flat.copy()
+
+    def after_update(self):
+        assert not np.array_equal(self.net.flat, self.before)     # the step has been taken
+        self.updates += 1
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.3), lambda: Adam(lr=0.02), lambda: Momentum(lr=0.1)])
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_a_sampled_hook_sees_every_kth_step_of_each_epoch_and_fused_steps_run_between(
+        make, activation):
+    """7 batches per epoch, every = 3: steps 0, 3, 6 of each epoch are observed (true
+    gradients, then after_update once the update is done); the others run the fused stepper,
+    and the result equals the unobserved fit up to rounding."""
+    X, Y = data(n=45)
+    net, opt = MLP([5, 6, 4, 3], activation=activation, seed=1), make()
+    hook = SampledHook(net, opt, activation)
+    history = fit(net, opt, (X, Y), epochs=3, batch_size=7, on_step=hook)
+    assert hook.calls == [7 * epoch + i for epoch in range(3) for i in (0, 3, 6)]
+    assert hook.updates == 9
+    plain = MLP([5, 6, 4, 3], activation=activation, seed=1)
+    reference = fit(plain, make(), (X, Y), epochs=3, batch_size=7)
+    np.testing.assert_allclose(history.train_loss, reference.train_loss, rtol=1e-10)
+    np.testing.assert_allclose(net.flat, plain.flat, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("every", [0, 1.5, True])
+def test_a_hook_period_that_is_not_a_whole_number_is_refused(every):
+    hook = lambda ws: None                                  # noqa: E731
+    hook.every = every
+    with pytest.raises(ValueError, match="on_step.every"):
+        fit(MLP([5, 4, 3]), SGD(lr=0.1), data(), epochs=1, on_step=hook)
+
+
 def test_begin_training_is_called_once_with_the_total_number_of_steps():
     calls = []
 
