@@ -27,6 +27,9 @@ class Workload:
     batch_size: int
     dropout: float = 0.0         # after every hidden activation (torch: nn.Dropout)
     batch_norm: bool = False     # before every hidden activation (torch: Linear(bias=False), BatchNorm1d)
+    # nnexp only: fit with the per-layer statistics of diagnostics=on (torch and scikit-learn
+    # train the same network without them, so their cells are the base workload's)
+    diagnostics: bool = False
 
     @property
     def label(self) -> str:
@@ -34,7 +37,8 @@ class Workload:
         widths = f"{len(hidden)}x{hidden[0]}" if len(set(hidden)) == 1 and len(hidden) > 2 \
             else "-".join(map(str, hidden))
         extra = (" + batch norm" if self.batch_norm else "") + \
-            (f" + dropout {self.dropout:g}" if self.dropout else "")
+            (f" + dropout {self.dropout:g}" if self.dropout else "") + \
+            (" + diagnostics" if self.diagnostics else "")
         return (f"({self.key}) {self.sizes[0]}-{widths}-{self.sizes[-1]} {self.activation}{extra}, "
                 f"batch {self.batch_size}")
 
@@ -51,7 +55,13 @@ WORKLOADS = {
     # (b) with the layers of issue 15
     "d": Workload("d", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128, dropout=0.2),
     "e": Workload("e", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128, batch_norm=True),
+    # (a) and (b) with diagnostics=on (issue 16): against nnexp's own (a) and (b)
+    "f": Workload("f", (N_INPUTS, 50, 50, 50, 50, 50, 50, N_CLASSES), "sigmoid", 10,
+                  diagnostics=True),
+    "g": Workload("g", (N_INPUTS, 256, 256, N_CLASSES), "relu", 128, diagnostics=True),
 }
+# the workload each diagnostics workload adds its statistics to
+DIAGNOSTICS_BASE = {"f": "a", "g": "b"}
 
 
 def matmul_flops(sizes, n: int) -> int:
