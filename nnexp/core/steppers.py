@@ -26,7 +26,7 @@ schedule, on a network whose parameters tile one buffer):
   10, see ``Adam._scaled_apply``). It uses the gradient buffer as scratch, so it is not handed
   out when observing (the plain stepper runs then).
 
-Like ``optimizers.py``, NumPy only. This module uses the optimizers' fast-path hooks; ``fit``
+Like the optimizers, NumPy only. This module uses the optimizers' fast-path hooks; ``fit``
 uses nothing but the protocol above.
 """
 

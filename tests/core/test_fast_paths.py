@@ -4,7 +4,7 @@ against a straightforward implementation: same numbers up to rounding."""
 import numpy as np
 import pytest
 
-import nnexp.core.optimizers as optimizers
+import nnexp.core.optimizer_base as optimizers
 from nnexp.core import MLP, SGD, Adam, Momentum, fit
 from nnexp.core.activations import ACTIVATIONS, Sigmoid
 
