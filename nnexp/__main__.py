@@ -73,24 +73,55 @@ def main() -> None:
         except KeyboardInterrupt as interrupt:
             _interrupted(out, interrupt)
         except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
-            _end_parent(out, "FAILED", f"sweep stopped: {one_line(error)}")
+            message = _worker_died(error) or one_line(error)
+            _end_parent(out, "FAILED", f"sweep stopped: {message}")
             if debug:
                 raise
             kind = "error" if _is_bad_input(error) or _is_store_outage(error) else f"error ({type(error).__name__})"
-            print(f"nnexp: {kind}: {one_line(error)}", file=sys.stderr)
+            print(f"nnexp: {kind}: {message}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_ERROR)
         status = out.exit_status()
     if status:
         sys.exit(status)
 
 
+def _worker_died(error: BaseException) -> str | None:
+    """The one line for joblib's ``TerminatedWorkerError`` (a loky worker died, so loky killed
+    the others and the sweep stops), or None for any other error."""
+    if type(error).__name__ != "TerminatedWorkerError":
+        return None
+    return ("a joblib worker process died (killed, or out of memory) and joblib stops the whole "
+            "sweep with it: the unfinished jobs' runs are ended FAILED; hydra/launcher=pool runs "
+            "the other jobs on when a worker dies")
+
+
 def _end_parent(out, status: str, reason: str) -> None:
-    """End the parent run of a sweep cut short (its jobs' runs end themselves)."""
+    """End the parent run of a sweep cut short. Its jobs' runs end themselves, except those
+    whose worker process died: a failed sweep first ends those FAILED."""
     if out.parent is not None:
         try:
+            if status == "FAILED":
+                _end_orphaned_runs(out.parent)
             out.parent.end(status, error=reason)
         finally:
             out.parent = None
+
+
+def _end_orphaned_runs(parent) -> None:
+    """Runs of the parent's experiment left RUNNING by a dead process end FAILED, once this
+    driver's worker processes are gone (loky kills them as it gives up)."""
+    import time
+
+    from nnexp.sweep.workers import worker_pids
+    from nnexp.tracking.store import mark_stale_runs_failed
+
+    deadline = time.monotonic() + 5.0
+    while worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        mark_stale_runs_failed(parent.store)
+    except Exception:  # noqa: BLE001 - the next invocation's check ends them too
+        pass
 
 
 def _interrupted(out, interrupt: KeyboardInterrupt) -> None:

@@ -154,7 +154,7 @@ class SweepCallback(Callback):
         root = OmegaConf.select(config, "data.root", default=None)
         self.context = JobContext.for_driver(self.parent.run_id, experiment, uri, invocation, data_root=root)
         _append_overrides(config, self.context.overrides())
-        stop = workers.stop_workers if workers.is_joblib(config) else None
+        stop = workers.stop_workers if workers.has_local_workers(config) else None
         self.handlers = InterruptHandlers(before_raise=stop).install()
         print(f"sweep: parent run {self.parent.run_id} in experiment '{experiment}' ({uri})", flush=True)
 

@@ -76,6 +76,16 @@ class JobContext:
         text = (os.environ if environ is None else environ).get(VARIABLE)
         return cls.decode(text) if text else None
 
+    @classmethod
+    def from_overrides(cls, overrides) -> "JobContext | None":
+        """The context the driver appended to a multirun's Hydra overrides (:meth:`overrides`),
+        or None when there is none (the sweep callback was taken out of the config)."""
+        prefix = f"++hydra.job.env_set.{VARIABLE}="
+        for override in overrides or ():
+            if str(override).startswith(prefix):
+                return cls.decode(str(override).removeprefix(prefix))
+        return None
+
     def in_driver(self) -> bool:
         """Whether this process is the sweep's driver (the basic launcher runs jobs in it)."""
         return os.getpid() == self.driver_pid and socket.gethostname() == self.driver_host

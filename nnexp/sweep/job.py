@@ -55,6 +55,33 @@ def read_job_records(tags: Mapping[str, str], invocation: str | None = None) -> 
     return dict(sorted(records.items()))
 
 
+def record_lost_job(hydra_overrides, job: int, overrides: Sequence[str], pid: int, cause: str) -> None:
+    """In the driver, for a job whose worker process died (``cause``: "killed by SIGKILL"):
+    print one line and record the job FAILED unless the job recorded its own end (an
+    interrupted worker writes KILLED before it leaves). Its run, if it had one, is ended
+    FAILED by the summary (:func:`nnexp.tracking.store.mark_stale_runs_failed`)."""
+    from nnexp import tracking
+
+    print(f"sweep: job {job} ({' '.join(overrides)}): its worker process {pid} {cause}; "
+          f"the other jobs go on", file=sys.stderr, flush=True)
+    context = JobContext.from_overrides(hydra_overrides)
+    if context is None:
+        return
+    from nnexp.sweep.tags import TAG_SWEEP_RUN
+
+    store = tracking.open_store(context.tracking_uri, context.experiment)
+    backend, experiments = store.backend, [store.experiment_id]
+    (parent,) = backend.find_runs(experiments, tags={TAG_SWEEP_RUN: context.parent_run_id})
+    own = read_job_records(parent.tags, context.invocation).get(job)
+    if own is not None and own.get("status") != "RUNNING":
+        return
+    runs = backend.find_runs(experiments, tags={TAG_JOB: str(job), TAG_INVOCATION: context.invocation})
+    record_job(store, context, job, {
+        "job": job, "overrides": list(overrides), "pid": pid, "status": "FAILED",
+        "stop_reason": "error", "run_id": runs[0].run_id if runs else None,
+        "error": f"the job's worker process {pid} {cause}"})
+
+
 def run_job(cfg: dict, *, job: int, overrides: Sequence[str], choices: Mapping[str, str],
             show_progress: bool | None) -> tuple[float, str]:
     """Run one job; returns its objective (best validation loss, +inf if none) and a one-line

@@ -1,5 +1,5 @@
-"""Worker processes of parallel launchers (joblib): one BLAS thread each, started and warmed up
-early, and stopped cleanly when the sweep is interrupted.
+"""Worker processes of parallel launchers (joblib, pool): one BLAS thread each, joblib's started
+and warmed up early, and all stopped cleanly when the sweep is interrupted.
 
 With the joblib launcher the worker processes are started, and import what a job needs (NumPy,
 nnexp, matplotlib: about 1 s), while the driver is still opening the store and creating the
@@ -110,6 +110,15 @@ def is_joblib(config: DictConfig) -> bool:
     return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
 
 
+POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
+
+
+def has_local_workers(config: DictConfig) -> bool:
+    """Whether the launcher runs jobs in worker processes of this driver (joblib, pool), which
+    the driver stops on an interrupt (:func:`stop_workers`)."""
+    return is_joblib(config) or OmegaConf.select(config, "hydra.launcher._target_") == POOL_LAUNCHER
+
+
 def _children(pid: int) -> list[tuple[int, str, str]]:
     """``(pid, state, command line)`` of the live child processes of ``pid`` (Linux ``/proc``;
     state ``T`` is a stopped process)."""
@@ -129,9 +138,13 @@ def _children(pid: int) -> list[tuple[int, str, str]]:
 
 
 def worker_pids() -> list[int]:
-    """This driver's joblib (loky) worker processes (its resource tracker left alone)."""
+    """This driver's worker processes: joblib's (loky; its resource tracker left alone) and
+    those of ``hydra/launcher=pool`` (:mod:`nnexp.sweep.pool`)."""
+    from nnexp.sweep.pool import live_worker_pids
+
+    pool = set(live_worker_pids())
     return [pid for pid, _, command in _children(os.getpid())
-            if "loky" in command and "resource_tracker" not in command]
+            if pid in pool or ("loky" in command and "resource_tracker" not in command)]
 
 
 def stop_workers(grace: float = STOP_GRACE_SECONDS) -> list[int]:

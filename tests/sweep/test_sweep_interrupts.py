@@ -18,6 +18,7 @@ from tests.reliability.helpers import EPOCH_METRICS, LONG_RUN, all_runs, client_
 pytestmark = pytest.mark.slow
 
 JOBLIB = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+POOL = ("hydra/launcher=pool", "hydra.launcher.n_jobs=2")
 WITHIN = 10.0
 
 
@@ -70,8 +71,10 @@ def assert_all_killed(workdir, expected_children: int):
 @pytest.mark.parametrize(("signum", "group", "status"), [
     (signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGHUP, False, 129),
 ], ids=["SIGINT-group", "SIGTERM-driver", "SIGHUP-driver"])
-def test_joblib_sweep_interrupted_ends_every_run_and_worker(migrated_store, signum, group, status):
-    process = start(migrated_store, "lr=0.1,0.01,0.001,0.0001", *LONG_RUN, *JOBLIB, start_new_session=True)
+@pytest.mark.parametrize("launcher", [JOBLIB, POOL], ids=["joblib", "pool"])
+def test_parallel_sweep_interrupted_ends_every_run_and_worker(migrated_store, signum, group, status,
+                                                              launcher):
+    process = start(migrated_store, "lr=0.1,0.01,0.001,0.0001", *LONG_RUN, *launcher, start_new_session=True)
     wait_for_runs_training(default_db(migrated_store), process, 2)
     pids = {int(r.data.tags["nnexp.pid"]) for r in all_runs(client_for(migrated_store))
             if "mlflow.parentRunId" in r.data.tags}

@@ -1,0 +1,199 @@
+"""A pool of worker processes that outlives any one of them: the engine of ``hydra/launcher=pool``.
+
+Hydra's joblib launcher runs jobs on loky's workers. When one of them dies (SIGKILL, the
+kernel's OOM killer), loky declares the whole executor broken, kills the other workers in the
+middle of their jobs and joblib raises ``TerminatedWorkerError``: the jobs still queued never
+run. :func:`run_tasks` instead gives each worker one task at a time over its own pipe and
+watches the worker's process. A worker that dies takes only its own task with it (reported as
+:class:`Lost`, with the process's exit status); a new worker takes its place and the queue goes
+on.
+
+Workers are started with ``spawn`` (a fresh interpreter, nothing inherited from the driver's
+threads or open database connections) and import a job's modules before their first task
+(:func:`nnexp.sweep.workers.prepare_worker`). Tasks and results cross the pipe as cloudpickle
+bytes (a dependency of MLflow), as joblib ships them, so Hydra's task function and context
+need not be importable by name.
+
+The live workers' process ids are in :func:`live_worker_pids`, for the driver's interrupt
+handling (:func:`nnexp.sweep.workers.stop_workers`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+# how long the pool waits for its workers to leave after their pipes close
+EXIT_GRACE_SECONDS = 5.0
+
+_live: dict[int, "Worker"] = {}
+
+
+def live_worker_pids() -> list[int]:
+    """The process ids of this process's pool workers that are alive now."""
+    return [pid for pid, worker in _live.items() if worker.process.is_alive()]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A task whose worker process died before returning its result."""
+
+    pid: int
+    exitcode: int | None
+
+    @property
+    def cause(self) -> str:
+        """``killed by SIGKILL``, ``exited with status 143``, ..."""
+        code = self.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exited with status {code}"
+
+
+class Worker:
+    """One worker process and the driver's end of its pipe; ``task`` is the index it runs."""
+
+    def __init__(self, context) -> None:
+        ours, theirs = context.Pipe()
+        self.process = context.Process(target=serve, args=(theirs,), name="nnexp-pool-worker",
+                                       daemon=True)
+        self.process.start()
+        theirs.close()
+        self.conn, self.task = ours, None
+        _live[self.process.pid] = self
+
+    def give(self, index: int, payload: bytes) -> bool:
+        """Send a task; False when the worker is already gone."""
+        try:
+            self.conn.send_bytes(payload)
+        except OSError:                      # BrokenPipeError: it died while idle
+            return False
+        self.task = index
+        return True
+
+    def close(self) -> None:
+        self.conn.close()
+        _live.pop(self.process.pid, None)
+
+
+def serve(conn) -> None:
+    """A worker's life: import what jobs need, then run tasks until the pipe closes.
+
+    A task is ``(function, args)``; its result goes back as the next message. An interrupt
+    while idle ends the worker quietly (an interrupt during a task is the job's to handle: it
+    ends its run and leaves, :func:`nnexp.sweep.job.leave_worker`)."""
+    import cloudpickle
+
+    try:
+        from nnexp.sweep.workers import prepare_worker
+
+        try:
+            prepare_worker()
+        except Exception:  # noqa: BLE001 - an optimisation; the job imports what it needs
+            pass
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except EOFError:
+                return
+            function, args = cloudpickle.loads(data)
+            conn.send_bytes(cloudpickle.dumps(function(*args)))
+    except KeyboardInterrupt:
+        os._exit(128 + signal.SIGINT)
+
+
+def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
+              on_lost: Callable[[int, Lost], None] | None = None) -> list[Any]:
+    """Run ``function(*args)`` for every task on up to ``n_workers`` worker processes; returns
+    the results in task order, a :class:`Lost` for a task whose worker died (``on_lost(index,
+    lost)`` is called when that is seen, and a new worker replaces the dead one).
+
+    Exceptions raised in the driver (an interrupt) stop everything: the pipes are closed, so
+    idle workers leave, and workers still running after :data:`EXIT_GRACE_SECONDS` are killed.
+    """
+    import cloudpickle
+
+    context = multiprocessing.get_context("spawn")
+    pending = deque(range(len(tasks)))
+    results: list[Any] = [None] * len(tasks)
+    workers = [Worker(context) for _ in range(max(1, min(n_workers, len(tasks))))]
+    idle, busy = list(workers), []
+    try:
+        while pending or busy:
+            while pending and idle:
+                worker, index = idle.pop(), pending.popleft()
+                if worker.give(index, cloudpickle.dumps(tasks[index])):
+                    busy.append(worker)
+                else:                        # died between tasks: its task goes back
+                    pending.appendleft(index)
+                    _retire(worker, workers)
+                    idle.append(_spawn(context, workers))
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                busy.remove(worker)
+                result = _result(worker)
+                if result is not _NONE:
+                    results[worker.task] = result
+                    idle.append(worker)
+                    continue
+                lost = Lost(worker.process.pid, _exitcode(worker))
+                results[worker.task] = lost
+                _retire(worker, workers)
+                if on_lost is not None:
+                    on_lost(worker.task, lost)
+                if pending:
+                    idle.append(_spawn(context, workers))
+    finally:
+        _shut_down(workers)
+    return results
+
+
+_NONE = object()
+
+
+def _result(worker: Worker) -> Any:
+    """The worker's result if it sent one (possibly just before dying), else ``_NONE``."""
+    import cloudpickle
+
+    try:
+        if worker.conn.poll():
+            return cloudpickle.loads(worker.conn.recv_bytes())
+    except (EOFError, OSError):
+        pass
+    return _NONE
+
+
+def _exitcode(worker: Worker) -> int | None:
+    worker.process.join(timeout=EXIT_GRACE_SECONDS)
+    return worker.process.exitcode
+
+
+def _spawn(context, workers: list[Worker]) -> Worker:
+    worker = Worker(context)
+    workers.append(worker)
+    return worker
+
+
+def _retire(worker: Worker, workers: list[Worker]) -> None:
+    worker.close()
+    workers.remove(worker)
+
+
+def _shut_down(workers: list[Worker]) -> None:
+    """Close every pipe (an idle worker then returns), wait a little, kill what is left."""
+    for worker in workers:
+        worker.close()
+    for worker in workers:
+        worker.process.join(timeout=EXIT_GRACE_SECONDS)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
