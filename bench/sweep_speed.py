@@ -9,6 +9,7 @@ The same N jobs (``seed=0..N-1`` of the default data set, ``epochs`` each) are r
 - ``loop, no model``: the same with ``tracking.log_model=false``;
 - ``basic``: one ``python -m nnexp -m seed=0,...`` (Hydra's basic launcher, jobs in the driver);
 - ``joblib``: the same with ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (if installed);
+- ``pool``: the same with nnexp's ``hydra/launcher=pool hydra.launcher.n_jobs=2``;
 - with ``--compare-source DIR`` (another checkout, e.g. ``git worktree add /tmp/old <commit>``
   plus its ``nnexp/conf`` link): ``basic`` and ``joblib`` again with ``PYTHONPATH=DIR``, in
   the same alternation: before/after figures for a change, measured at the same moments.
@@ -73,6 +74,8 @@ def _variants(jobs: int, epochs: int, joblib: bool, other: str | None) -> dict[s
     if joblib:
         variants["joblib (2 workers)"] = [[PY, "-m", "nnexp", "-m", f"seed={seeds}", *common,
                                            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]]
+    variants["pool (2 workers)"] = [[PY, "-m", "nnexp", "-m", f"seed={seeds}", *common,
+                                     "hydra/launcher=pool", "hydra.launcher.n_jobs=2"]]
     if other:   # the same sweeps on another checkout (its PYTHONPATH is set in main)
         for name in [n for n in variants if not n.startswith("loop")]:
             variants[f"{name} @ {other}"] = variants[name]
