@@ -20,13 +20,14 @@ def _runs(uri):
     return client, client.search_runs(ids)
 
 
-@pytest.mark.parametrize("switch", ["on", "off"])
+@pytest.mark.parametrize("switch", ["on", "off", None], ids=["on", "off", "default-is-on"])
 def test_a_run_reports_where_its_errors_are(tmp_path, tracking_uri, switch):
-    run_cli("epochs=3", "progress=false", f"diagnostics={switch}", cwd=tmp_path, check=True)
+    chosen = [f"diagnostics={switch}"] if switch else []
+    run_cli("epochs=3", "progress=false", *chosen, cwd=tmp_path, check=True)
     client, (run,) = _runs(tracking_uri)
     classes = {k for k in run.data.metrics if k.startswith("test_acc/")}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    if switch == "on":
+    if switch != "off":
         assert classes == {"test_acc/benign", "test_acc/malignant"}
         assert {"confusion_matrix.png", "dynamics.png"} <= artifacts
         assert {"layer1/grad_norm", "layer1/dead_fraction", "layer1/distinct_units",
