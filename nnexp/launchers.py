@@ -59,6 +59,24 @@ def reach_warning(launcher_choice: str, launcher_target: str | None, uri: str | 
 SLURM_LAUNCHER = REMOTE_LAUNCHERS[2]
 
 
+POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def check_workers(launcher_choice: str, launcher_target: str | None, n_jobs: Any) -> None:
+    """Refuses a worker count the pool or joblib launcher cannot use, before any run is created
+    (they would fail only once the sweep's parent run exists)."""
+    if launcher_target not in (POOL_LAUNCHER, JOBLIB_LAUNCHER) or n_jobs is None:
+        return
+    whole = isinstance(n_jobs, int) and not isinstance(n_jobs, bool)
+    if launcher_target == POOL_LAUNCHER and not (whole and (n_jobs >= 1 or n_jobs == -1)):
+        raise ConfigError(f"hydra.launcher.n_jobs must be a whole number >= 1, or -1 for one per "
+                          f"CPU, got {n_jobs!r} (hydra/launcher={launcher_choice})")
+    if launcher_target == JOBLIB_LAUNCHER and not (whole and n_jobs != 0):
+        raise ConfigError(f"hydra.launcher.n_jobs must be a whole number other than 0 (-1: one per "
+                          f"CPU), got {n_jobs!r} (hydra/launcher={launcher_choice})")
+
+
 def check_engine(launcher_choice: str, launcher_target: str | None) -> None:
     """Refuses a SLURM sweep where SLURM's commands are missing, before any run is created.
 
@@ -80,6 +98,7 @@ class StoreReachCallback(Callback):
         name = (choice or {}).get("hydra/launcher") or str(target).rsplit(".", 1)[-1]
         try:
             check_engine(str(name), target)
+            check_workers(str(name), target, OmegaConf.select(config, "hydra.launcher.n_jobs"))
         except NnexpError as error:
             # Hydra turns a callback's exceptions into warnings and launches anyway; SystemExit
             # passes through, and this callback runs before the sweep's parent run is created.

@@ -110,12 +110,11 @@ def is_joblib(config: DictConfig) -> bool:
     return "joblib" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
 
 
-POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
-
-
 def has_local_workers(config: DictConfig) -> bool:
     """Whether the launcher runs jobs in worker processes of this driver (joblib, pool), which
     the driver stops on an interrupt (:func:`stop_workers`)."""
+    from nnexp.launchers import POOL_LAUNCHER
+
     return is_joblib(config) or OmegaConf.select(config, "hydra.launcher._target_") == POOL_LAUNCHER
 
 

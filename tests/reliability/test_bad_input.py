@@ -53,6 +53,19 @@ def test_bad_config_is_one_line_and_leaves_the_store_alone(with_earlier_run, arg
     assert expected in assert_refused(*with_earlier_run, *args)
 
 
+@pytest.mark.parametrize(("launcher", "expected"), [
+    ("pool", "hydra.launcher.n_jobs must be a whole number >= 1, or -1 for one per CPU, got 0"),
+    ("joblib", "hydra.launcher.n_jobs must be a whole number other than 0"),
+])
+def test_a_sweep_without_workers_is_refused_before_its_parent_exists(with_earlier_run, launcher, expected):
+    workdir, before = with_earlier_run
+    result = nnexp("-m", f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=0", "lr=0.1,0.01",
+                   *QUICK, cwd=workdir)
+    assert result.returncode == 2
+    assert expected in one_error_line(result)
+    assert_untouched(workdir, before)
+
+
 def test_the_debug_switch_shows_the_traceback(with_earlier_run):
     workdir, before = with_earlier_run
     result = nnexp("lr=-1", *QUICK, cwd=workdir, env={"NNEXP_DEBUG": "1"})
