@@ -51,6 +51,9 @@ def _exit_now(status: int) -> None:
 
 
 def main() -> None:
+    from nnexp.memory_pages import avoid_compaction_stalls
+
+    avoid_compaction_stalls()        # before NumPy is imported (see nnexp/memory_pages.py)
     debug = bool(os.environ.get("NNEXP_DEBUG"))
     # The interpreter's last garbage collection walks every object MLflow, Hydra and matplotlib
     # made (0.77 s measured after a short run); frozen, it skips them (0.06 s). Memory is
