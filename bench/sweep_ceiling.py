@@ -18,10 +18,11 @@ as wall time of the whole thing, in the same run and alternating between repeats
   plain PyTorch loop logging params and per-epoch metrics with ``mlflow.log_metrics``, as a
   Hydra multirun (``bench/torch_sweep_app.py``, basic launcher, same SQLite store kind).
 
-Printed: wall time, the share of the ceiling reached by the parallel launchers
-(``(bare 1 process / sweep) / ceiling``), per-job overhead beyond the bare fits, and for the
-serial nnexp sweep where a job's time goes (from the store: each child's start and end, and
-its ``epoch_seconds``). The targets of issue 13 are checked at the end.
+Printed: wall time, the share of the ceiling reached by the parallel launchers (their speed-up
+over the serial nnexp sweep, divided by the ceiling), per-job overhead beyond the bare fits, and
+for the serial nnexp sweep where a job's time goes (from the store: each child's start and end, and
+its ``epoch_seconds``). The targets of issue 13 are checked at the end. Every variant runs with
+the NumPy memory setting ``python -m nnexp`` picks (:mod:`nnexp.memory_pages`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ def main(argv=None) -> None:
     launchers = [name for name in args.launchers.split(",") if name]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(NNEXP_DATA_DIR=args.data_root, MLFLOW_DISABLE_TELEMETRY="true")
+    # the memory setting `python -m nnexp` chooses for itself, for every variant alike
+    from nnexp.memory_pages import avoid_compaction_stalls
+
+    avoid_compaction_stalls(env)
 
     variants: dict[str, object] = {"bare, 1 process": None, "bare, 2 processes": None}
     variants.update({f"nnexp {name}": name for name in launchers})
@@ -161,17 +166,21 @@ def main(argv=None) -> None:
     serial, pair = med["bare, 1 process"], med["bare, 2 processes"]
     ceiling = serial / pair
     rows = []
+    basic = med.get("nnexp basic")
     for name in variants:
         speedup = serial / med[name]
-        share = f"{100 * speedup / ceiling:.0f}%" if any(name.endswith(p) for p in PARALLEL) else ""
-        over = (med[name] - (pair if share else serial)) / JOBS if name.startswith("nnexp") else None
+        # issue 13's measure: the launcher's speed-up over the serial sweep, against the ceiling
+        parallel = any(name.endswith(p) for p in PARALLEL)
+        share = f"{100 * basic / med[name] / ceiling:.0f}%" if parallel and basic else ""
+        over = (med[name] - (pair if parallel else serial)) / JOBS if name.startswith("nnexp") else None
         rows.append([name, f"{med[name]:.1f}", f"{speedup:.2f}x", share,
                      f"{over:.2f}" if over is not None else "",
                      " ".join(f"{t:.1f}" for t in wall[name])])
     print(f"{JOBS} jobs of one MNIST epoch (784-256-256-10 ReLU, Adam, batch 128, float32); median "
           f"of {args.repeats} alternating repeats; load average at the end {load_average()[0]:.1f} "
           f"on {os.cpu_count()} CPUs; ceiling (bare 1 process / bare 2 processes) {ceiling:.2f}x\n")
-    print(markdown_table(["variant", "wall s", "speed-up over bare 1 process", "share of the ceiling",
+    print(markdown_table(["variant", "wall s", "speed-up over bare 1 process",
+                          "speed-up over nnexp basic / ceiling",
                           "overhead s/job (vs the bare fits)", "every repeat"], rows, "lrrrrl"))
     if breakdown:
         job = breakdown["run"]
@@ -185,9 +194,9 @@ def main(argv=None) -> None:
     if "nnexp basic" in med:
         checks.append(("serial sweep within 1.25x of the bare fits", med["nnexp basic"] / serial, 1.25, "<="))
     for name, minimum in (("pool", 0.90), ("joblib", 0.90), ("ray", 0.80)):
-        if f"nnexp {name}" in med:
-            checks.append((f"{name}: at least {minimum:.0%} of the ceiling",
-                           serial / med[f"nnexp {name}"] / ceiling, minimum, ">="))
+        if f"nnexp {name}" in med and basic:
+            checks.append((f"{name}: speed-up over the serial sweep at least {minimum:.0%} of the ceiling",
+                           basic / med[f"nnexp {name}"] / ceiling, minimum, ">="))
     for name in ("pool", "joblib"):
         if f"nnexp {name}" in med:
             checks.append((f"{name}: within 1.25x of the bare pair", med[f"nnexp {name}"] / pair, 1.25, "<="))
