@@ -59,6 +59,13 @@ class Lost:
         return f"exited with status {code}"
 
 
+class Raised:
+    """A task's exception, carried back to the driver, which raises it (as joblib does)."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 class Worker:
     """One worker process and the driver's end of its pipe; ``task`` is the index it runs."""
 
@@ -106,7 +113,11 @@ def serve(conn) -> None:
             except EOFError:
                 return
             function, args = cloudpickle.loads(data)
-            conn.send_bytes(cloudpickle.dumps(function(*args)))
+            try:
+                result = function(*args)
+            except Exception as error:  # noqa: BLE001 - re-raised in the driver
+                result = Raised(error)
+            conn.send_bytes(cloudpickle.dumps(result))
     except KeyboardInterrupt:
         os._exit(128 + signal.SIGINT)
 
@@ -117,8 +128,10 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
     the results in task order, a :class:`Lost` for a task whose worker died (``on_lost(index,
     lost)`` is called when that is seen, and a new worker replaces the dead one).
 
-    Exceptions raised in the driver (an interrupt) stop everything: the pipes are closed, so
-    idle workers leave, and workers still running after :data:`EXIT_GRACE_SECONDS` are killed.
+    An exception a task raises is raised here, as joblib does (nnexp's jobs catch their own
+    errors: one that escapes is a fault of the launch itself). It and exceptions raised in the
+    driver (an interrupt) stop everything: the pipes are closed, so idle workers leave, and
+    workers still running after :data:`EXIT_GRACE_SECONDS` are killed.
     """
     import cloudpickle
 
@@ -141,6 +154,8 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
             for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
                 busy.remove(worker)
                 result = _result(worker)
+                if isinstance(result, Raised):
+                    raise result.error
                 if result is not _NONE:
                     results[worker.task] = result
                     idle.append(worker)

@@ -43,6 +43,16 @@ def test_run_tasks_replaces_a_dead_worker_and_runs_every_other_task():
     assert pool.live_worker_pids() == []
 
 
+def fail():
+    raise ValueError("a task that raises")
+
+
+def test_a_task_that_raises_raises_in_the_driver_and_no_worker_is_left():
+    with pytest.raises(ValueError, match="a task that raises"):
+        pool.run_tasks([(square, (2,)), (fail, ())], 2)
+    assert pool.live_worker_pids() == []
+
+
 def start(workdir, *args):
     return subprocess.Popen([sys.executable, "-m", "nnexp", "-m", *args], cwd=workdir,
                             env=isolated_env(workdir), stdout=subprocess.PIPE,
