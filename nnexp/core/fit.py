@@ -124,7 +124,7 @@ class _Epoch:
         the stepper: an observed step ends it first and begins it again after."""
         train_step, gather, isfinite = self.net.train_step, self.feeder.gather, math.isfinite
         stepper, label, predicted = self.stepper, self.label, self.predicted
-        scale, step = stepper.scale, stepper.step
+        step = stepper.step
         rng, on_step, observer = self.dropout_rng, self.on_step, self.observer
         every, after_update, shared = self.every, self.after_update, observer is stepper
         loss_sum, done, index = 0.0, 0, 0
