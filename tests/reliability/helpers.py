@@ -17,11 +17,15 @@ from tests.conftest import default_db
 
 # Metric keys every training run logs once per epoch.
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds")
+# The fault cases below train with diagnostics off: they are about runs, stores and signals,
+# and the two figures a run with diagnostics draws (~0.5 s) added minutes to CI. The default
+# (diagnostics on) is what tests/report and tests/test_app.py run.
 # A run long enough to be interrupted mid-training (a few ms per epoch, 10,000 epochs).
 LONG_RUN = ("data=spiral", "data.n_per_class=3000", "epochs=10000", "early_stopping=off",
-            "progress=false", "tracking.log_model=false")
+            "progress=false", "tracking.log_model=false", "diagnostics=off")
 # A run that finishes in about a second of training.
-QUICK = ("epochs=3", "early_stopping=off", "progress=false", "tracking.log_model=false")
+QUICK = ("epochs=3", "early_stopping=off", "progress=false", "tracking.log_model=false",
+         "diagnostics=off")
 
 
 def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
