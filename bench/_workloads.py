@@ -64,6 +64,16 @@ WORKLOADS = {
 DIAGNOSTICS_BASE = {"f": "a", "g": "b"}
 
 
+def diagnostics_section() -> dict:
+    """``conf/diagnostics/on.yaml`` as ``diagnostics=on`` reads it (``every``,
+    ``samples_per_epoch``), so the benchmarks sample as the app does."""
+    import yaml
+
+    from nnexp.config import CONF
+
+    return yaml.safe_load((CONF / "diagnostics" / "on.yaml").read_text())
+
+
 def matmul_flops(sizes, n: int) -> int:
     """Exact matrix-multiply FLOPs of one epoch over ``n`` samples (2 per multiply-add).
 

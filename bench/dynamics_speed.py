@@ -46,9 +46,9 @@ def main() -> None:
                         help="sampled steps per epoch (default: conf/diagnostics/on.yaml's)")
     args = parser.parse_args()
     if args.samples_per_epoch is None:
-        from nnexp.config import CONF, _yaml
+        from _workloads import diagnostics_section
 
-        args.samples_per_epoch = _yaml(CONF / "diagnostics" / "on.yaml")["samples_per_epoch"]
+        args.samples_per_epoch = diagnostics_section()["samples_per_epoch"]
     rng = np.random.default_rng(0)
     X = rng.random((args.samples, 784)).astype(np.float32)
     Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.samples)]

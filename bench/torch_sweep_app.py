@@ -1,8 +1,8 @@
 """The sweep of ``bench/sweep_ceiling.py`` written as a user would without nnexp: a Hydra app
 whose task trains 784-256-256-10 ReLU with a plain PyTorch loop and logs to MLflow.
 
-    python bench/torch_sweep_app.py -m seed=0,1,2,3,4,5,6,7 data_root=/work/shared/data \\
-        tracking_uri=sqlite:////tmp/x/mlflow.db
+    python bench/torch_sweep_app.py -m seed=0,1,2,3,4,5,6,7 data_root=/work/shared/data
+    (the store: tracking_uri, by default sqlite:///mlflow.db in the current folder)
 
 Each job: ``mlflow.start_run``, ``log_params``, per epoch a shuffled pass of ``Adam`` steps at
 batch 128, the validation loss and accuracy, ``mlflow.log_metrics`` with the epoch as step.

@@ -108,7 +108,9 @@ def nnexp_trainer(w, optimizer: str, dtype: str, data: _Data):
             from nnexp.core.diagnostics import recorder_for
             from nnexp.report.run_report import every_for
 
-            every = every_for({"every": None, "samples_per_epoch": 50}, n, w.batch_size)
+            from _workloads import diagnostics_section
+
+            every = every_for(diagnostics_section(), n, w.batch_size)
             recorder = recorder_for(net, every=every)
             on_step, on_epoch = recorder.hook, lambda e, m: recorder.epoch_metrics()
         history = fit(net, opt, (X[:n], Y[:n]), val=None, epochs=1, batch_size=w.batch_size,

@@ -63,18 +63,22 @@ POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
+def worker_count_problem(launcher_target: str | None, n_jobs: Any) -> str | None:
+    """What is wrong with ``n_jobs`` for the pool or joblib launcher, or None."""
+    whole = isinstance(n_jobs, int) and not isinstance(n_jobs, bool)
+    if launcher_target == POOL_LAUNCHER and not (whole and (n_jobs >= 1 or n_jobs == -1)):
+        return f"hydra.launcher.n_jobs must be a whole number >= 1, or -1 for one per CPU, got {n_jobs!r}"
+    if launcher_target == JOBLIB_LAUNCHER and n_jobs is not None and not (whole and n_jobs != 0):
+        return f"hydra.launcher.n_jobs must be a whole number other than 0 (-1: one per CPU), got {n_jobs!r}"
+    return None
+
+
 def check_workers(launcher_choice: str, launcher_target: str | None, n_jobs: Any) -> None:
     """Refuses a worker count the pool or joblib launcher cannot use, before any run is created
     (they would fail only once the sweep's parent run exists)."""
-    if launcher_target not in (POOL_LAUNCHER, JOBLIB_LAUNCHER) or n_jobs is None:
-        return
-    whole = isinstance(n_jobs, int) and not isinstance(n_jobs, bool)
-    if launcher_target == POOL_LAUNCHER and not (whole and (n_jobs >= 1 or n_jobs == -1)):
-        raise ConfigError(f"hydra.launcher.n_jobs must be a whole number >= 1, or -1 for one per "
-                          f"CPU, got {n_jobs!r} (hydra/launcher={launcher_choice})")
-    if launcher_target == JOBLIB_LAUNCHER and not (whole and n_jobs != 0):
-        raise ConfigError(f"hydra.launcher.n_jobs must be a whole number other than 0 (-1: one per "
-                          f"CPU), got {n_jobs!r} (hydra/launcher={launcher_choice})")
+    problem = worker_count_problem(launcher_target, n_jobs)
+    if problem:
+        raise ConfigError(f"{problem} (hydra/launcher={launcher_choice})")
 
 
 def check_engine(launcher_choice: str, launcher_target: str | None) -> None:

@@ -54,9 +54,11 @@ def execute_job(index: int, overrides: Sequence[str], hydra_context: HydraContex
 
 class PoolLauncher(Launcher):
     def __init__(self, n_jobs: int = -1) -> None:
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or not (n_jobs >= 1 or n_jobs == -1):
-            raise ValueError(f"hydra.launcher.n_jobs must be a whole number >= 1, or -1 for one "
-                             f"per CPU, got {n_jobs!r}")
+        from nnexp.launchers import POOL_LAUNCHER, worker_count_problem
+
+        problem = worker_count_problem(POOL_LAUNCHER, n_jobs)
+        if problem:
+            raise ValueError(problem)
         self.n_jobs = n_jobs
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None

@@ -173,8 +173,7 @@ class Recorder:
         ``every``-th). ``activations[i]``: ``A`` of layer ``layers[i]`` ``(n, width)`` (or
         None), for the hidden layers; ``masks``: layer k -> the step's dropout keep-mask
         (nonzero = kept)."""
-        if self._pending:
-            self.finish_update()
+        self.finish_update()
         sample = self._calls % self.every == 0
         self._calls += 1
         if sample:
@@ -185,8 +184,7 @@ class Recorder:
         """Take this step's statistics (whoever chose to sample it, :meth:`step` or ``fit``
         through :class:`RecorderHook`); its update is measured by :meth:`finish_update`, which
         the next call or the epoch's end makes if nobody did."""
-        if self._pending:
-            self.finish_update()
+        self.finish_update()
         self.samples += 1
         for i, (layer, sums) in enumerate(zip(self.layers, self._sums)):
             sums.grad += norm(layer.dW)

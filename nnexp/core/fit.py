@@ -107,15 +107,14 @@ class _Epoch:
     ``every``-th batch of the epoch, starting with the first. With ``every == 1`` the two are
     the same stepper."""
 
-    def __init__(self, net, stepper, observer, feeder, segments, n, dropout_rng, on_step,
+    def __init__(self, net, stepper, observer, every, feeder, segments, n, dropout_rng, on_step,
                  progress):
-        self.net, self.stepper, self.observer = net, stepper, observer
+        self.net, self.stepper, self.observer, self.every = net, stepper, observer, every
         self.feeder, self.segments = feeder, segments
         self.n_batches = sum(len(s) for s in segments)
         self.predicted = np.empty(n, np.intp)
         self.label = labeler(net.sizes[-1])
         self.dropout_rng, self.on_step, self.progress = dropout_rng, on_step, progress
-        self.every = _every(on_step)
         self.after_update = getattr(on_step, "after_update", None)
 
     def train(self, epoch: int, order: np.ndarray) -> tuple[float, float | None]:
@@ -124,25 +123,28 @@ class _Epoch:
         the stepper: an observed step ends it first and begins it again after."""
         train_step, gather, isfinite = self.net.train_step, self.feeder.gather, math.isfinite
         stepper, label, predicted = self.stepper, self.label, self.predicted
-        step = stepper.step
+        scale, step = stepper.scale, stepper.step
         rng, on_step, observer = self.dropout_rng, self.on_step, self.observer
         every, after_update, shared = self.every, self.after_update, observer is stepper
         loss_sum, done, index = 0.0, 0, 0
+        watched = 0 if on_step is not None else -1   # the next observed batch (none: no hook)
         for segment in self.segments:
             stepper.begin()
             try:
                 with _quiet():
                     for start, stop in segment:
                         ws = gather(order[start:stop])
-                        observed = on_step is not None and index % every == 0
+                        observed = index == watched
                         index += 1
-                        if observed and not shared:
-                            stepper.end()          # the usual state for the hook and the step
-                        active = observer if observed else stepper
-                        loss = train_step(ws, active.scale(stop - start), rng)   # fwd, bwd
+                        if observed:
+                            watched += every
+                            if not shared:
+                                stepper.end()      # the usual state for the hook and the step
+                        n = stop - start
+                        loss = train_step(ws, observer.scale(n) if observed else scale(n), rng)
                         if not isfinite(loss):
                             return loss_sum, loss
-                        loss_sum += loss * (stop - start)
+                        loss_sum += loss * n
                         label(ws.P, predicted[start:stop])
                         if not observed:
                             step()
@@ -262,12 +264,12 @@ class _Fit:
         # -- the optimizer's stepper and the generators (all from seed) -------------------------
         self.net, self.opt, self.augment = net, opt, augment
         observer = opt.stepper(net, observe=True) if on_step is not None else None
-        watched_always = observer is not None and _every(on_step) == 1
-        self.stepper = observer if watched_always else opt.stepper(net)
+        every = _every(on_step) if on_step is not None else None
+        self.stepper = observer if every == 1 else opt.stepper(net)
         self.order_rng = np.random.default_rng(seed)
         dropout_seed, augment_seed = np.random.SeedSequence(seed).spawn(2)
         self.augment_rng = np.random.default_rng(augment_seed)
-        self.batches = _Epoch(net, self.stepper, observer, self.feeder, segments, n,
+        self.batches = _Epoch(net, self.stepper, observer, every, self.feeder, segments, n,
                               np.random.default_rng(dropout_seed), on_step, progress)
         self.true_labels, self.best = to_labels(Y), _Best(net)
         self.history = History(monitor=self.tracker.monitor)

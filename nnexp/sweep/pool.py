@@ -119,7 +119,9 @@ def serve(conn) -> None:
                 result = Raised(error)
             conn.send_bytes(cloudpickle.dumps(result))
     except KeyboardInterrupt:
-        os._exit(128 + signal.SIGINT)
+        from nnexp.outcome import EXIT_SIGNAL_BASE
+
+        os._exit(EXIT_SIGNAL_BASE + signal.SIGINT)
 
 
 def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
