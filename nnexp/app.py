@@ -23,7 +23,8 @@ import nnexp
 from nnexp.config import flatten, validate
 
 TAG_CONFIG_HASH = "nnexp.config_hash"
-UNHASHED_KEYS = {"progress", "tracking.resume", "tracking.run_name", "tracking.log_model"}
+UNHASHED_KEYS = {"progress", "tracking.resume", "tracking.run_name", "tracking.log_model",
+                 "tracking.child_figures"}
 
 # gradcheck mode: how many training samples, the largest relative error that passes, and the
 # denominator floor: gradient entries below it (rounding noise around 1e-9 on real data) are
@@ -279,14 +280,23 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         metrics = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
-        if cfg["diagnostics"]["enabled"]:   # test_acc/<class>, dynamics.png, confusion_matrix.png
-            from nnexp.report.run_report import log_run_report
+        from nnexp.report.run_figures import RunNumbers, read_confusion
 
-            class_metrics = log_run_report(mlflow_run, net, data, diagnostics, title=run_name(cfg))
+        numbers = RunNumbers(run_name(cfg), history.rows(), history.best_epoch,
+                             diagnostics.series if diagnostics is not None else {})
+        if cfg["diagnostics"]["enabled"]:   # test_acc/<class> and the confusion matrix
+            from nnexp.report.run_report import class_report
+
+            class_metrics, confusion = class_report(net, data)
             mlflow_run.log_metrics(class_metrics)
+            mlflow_run.set_tags(confusion)
+            numbers.confusion = read_confusion(confusion)
             metrics |= class_metrics
-        # a sweep's child keeps what its model is made of; the sweep logs its best child's model
-        model = _log_artifacts(mlflow_run, cfg, net, data, history,
+        # a sweep's child keeps the numbers its figures are drawn from, and what its model is
+        # made of; the sweep draws its best child's figures and logs its model
+        # (nnexp/report/run_figures.py explains why)
+        draw_now = parent_run_id is None or cfg["tracking"]["child_figures"] == "all"
+        model = _log_artifacts(mlflow_run, cfg, net, data, numbers if draw_now else None,
                                log_model=cfg["tracking"]["log_model"] and parent_run_id is None)
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
@@ -330,22 +340,19 @@ def _diagnostics(cfg, net, data):
     return EpochDiagnostics(net, every_for(cfg["diagnostics"], data.train[0].shape[0], cfg["batch_size"]))
 
 
-def _log_artifacts(mlflow_run, cfg, net, data, history, *, log_model: bool):
-    """config.yaml, learning_curves.png, weights.npz and (optionally) the LoggedModel, which
-    takes raw features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
+def _log_artifacts(mlflow_run, cfg, net, data, numbers, *, log_model: bool):
+    """config.yaml, weights.npz, the run's figures (``numbers``: what they are drawn from, or
+    None to leave them to the sweep) and (optionally) the LoggedModel, which takes raw
+    features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
     import yaml
 
-    from nnexp.plots import learning_curves
+    from nnexp.report import run_figures
 
     with tempfile.TemporaryDirectory(prefix="nnexp-") as tmp:
         folder = Path(tmp)
         (folder / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
-        try:  # (plots leaves out losses too large to draw: a diverged run is drawn too)
-            learning_curves(history.rows(), folder / "learning_curves.png",
-                            best_epoch=history.best_epoch, title=run_name(cfg))
-        except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
-            print(f"nnexp: warning: learning_curves.png not drawn ({type(error).__name__}: {error}); "
-                  f"the run's metrics and weights are kept", file=sys.stderr, flush=True)
+        if numbers is not None and run_figures.draw(numbers, folder):
+            mlflow_run.set_tags({run_figures.TAG_FIGURES: "drawn"})
         weights = folder / "weights.npz"
         net.save_npz(weights)
         from nnexp.tracking.model import log_model as log_logged_model, save_model_inputs

@@ -218,6 +218,7 @@ OWN_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "tracking.run_name": _text,
     "tracking.log_model": _boolean,
     "tracking.resume": _boolean,
+    "tracking.child_figures": lambda v: None if v in ("best", "all") else "must be one of: all, best",
 }
 
 

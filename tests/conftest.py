@@ -71,10 +71,11 @@ def shared_data_dir() -> Path | None:
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """``python -m nnexp *args`` in a subprocess, with Hydra's outputs kept under ``cwd``."""
+            check: bool = False, module: str = "nnexp") -> subprocess.CompletedProcess:
+    """``python -m nnexp *args`` (or another ``module``) in a subprocess, with Hydra's outputs
+    kept under ``cwd``."""
     full_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "nnexp", *args], cwd=cwd, env=full_env,
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                             capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")

@@ -1,5 +1,6 @@
 """What a run adds to its record when ``diagnostics`` is on: per-layer statistics each epoch,
-and at the end ``dynamics.png``, ``confusion_matrix.png`` and ``test_acc/<class>``.
+and at the end ``test_acc/<class>`` and the confusion matrix (the numbers ``dynamics.png`` and
+``confusion_matrix.png`` are drawn from: :mod:`nnexp.report.run_figures`).
 
 :class:`EpochDiagnostics` sits between ``fit`` and the app: it gives ``fit`` its ``on_step``
 hook (a :class:`nnexp.core.diagnostics.Recorder`), and in the app's ``on_epoch`` adds the
@@ -9,9 +10,7 @@ epoch's statistics to the metrics logged with the epoch (one write, no extra rou
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 
@@ -44,50 +43,15 @@ class EpochDiagnostics:
         return {**metrics, **statistics}
 
 
-def _warn(what: str, error: BaseException) -> None:
-    print(f"nnexp: warning: {what} not drawn ({type(error).__name__}: {error}); the run's "
-          f"metrics and weights are kept", file=sys.stderr, flush=True)
-
-
-def class_report(net, data, folder: Path, *, title: str = "") -> dict[str, float]:
-    """``test_acc/<class>`` of ``net`` on the test set, and ``confusion_matrix.png`` in
-    ``folder``; nothing for a data set without class names or test labels."""
-    from nnexp.report.confusion import class_metrics, confusion_figure, confusion_matrix
+def class_report(net, data) -> tuple[dict[str, float], dict[str, str]]:
+    """``test_acc/<class>`` of ``net`` on the test set, and the ``nnexp.confusion_matrix`` tag
+    that ``confusion_matrix.png`` is drawn from (:mod:`nnexp.report.run_figures`); nothing for
+    a data set without class names or test labels."""
+    from nnexp.report.confusion import class_metrics, confusion_matrix
+    from nnexp.report.run_figures import confusion_tag
 
     names = getattr(data, "class_names", None)
     if not names or data.test is None or getattr(data, "y_test", None) is None:
-        return {}
-    predicted = net.predict(data.test[0])
-    C = confusion_matrix(data.y_test, predicted, len(names))
-    try:
-        confusion_figure(C, names, folder / "confusion_matrix.png", title=title)
-    except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
-        _warn("confusion_matrix.png", error)
-    return class_metrics(C, names)
-
-
-def draw_dynamics(diagnostics: EpochDiagnostics | None, folder: Path, *, title: str = "") -> None:
-    """``dynamics.png`` from the statistics of every epoch, if any were recorded."""
-    if diagnostics is None or not diagnostics.series:
-        return
-    from nnexp.report.dynamics import dynamics_figure
-
-    try:
-        dynamics_figure(diagnostics.series, folder / "dynamics.png", title=title)
-    except Exception as error:  # noqa: BLE001
-        _warn("dynamics.png", error)
-
-
-def log_run_report(mlflow_run, net, data, diagnostics: EpochDiagnostics | None, *,
-                   title: str = "") -> dict[str, float]:
-    """Draw ``dynamics.png`` and ``confusion_matrix.png`` into the run's artifacts; returns the
-    ``test_acc/<class>`` metrics for the caller to log."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="nnexp-report-") as tmp:
-        folder = Path(tmp)
-        draw_dynamics(diagnostics, folder, title=title)
-        metrics = class_report(net, data, folder)
-        if any(folder.iterdir()):
-            mlflow_run.log_artifacts(folder)
-    return metrics
+        return {}, {}
+    C = confusion_matrix(data.y_test, net.predict(data.test[0]), len(names))
+    return class_metrics(C, names), confusion_tag(C, names)

@@ -171,6 +171,8 @@ class SweepCallback(Callback):
         try:
             out.summary = summary.summarise_sweep(parent, self.context.invocation, identity.swept_keys(config))
             best, predict = out.summary["best"], None
+            if best and OmegaConf.select(config, "tracking.child_figures", default="best") == "best":
+                summary.draw_best_figures(parent, best)
             if best and OmegaConf.select(config, "tracking.log_model", default=True):
                 predict = summary.log_best_model(parent, best)   # once, for the best child only
             counts = out.summary["counts"]

@@ -15,7 +15,8 @@ from nnexp.errors import ConfigError
 
 # Overrides that change only how a sweep is shown or recorded, not what it computes: they are
 # left out of the sweep's identity, so `tracking.resume=true` finds the sweep run without it.
-RECORDING_ONLY = ("tracking.resume", "tracking.run_name", "tracking.log_model", "progress")
+RECORDING_ONLY = ("tracking.resume", "tracking.run_name", "tracking.log_model", "tracking.child_figures",
+                  "progress")
 # Keys that cannot vary inside one sweep: its children live in the parent's store and experiment.
 UNSWEEPABLE = {
     "tracking.uri": "a sweep's runs live in its parent's store; run one sweep per store "

@@ -228,6 +228,31 @@ def summarise_sweep(parent, invocation: str, swept: Sequence[str]) -> dict[str, 
     return summary
 
 
+def draw_best_figures(parent, best: Mapping[str, Any]) -> list[str]:
+    """Draw the best child's ``learning_curves.png``, ``dynamics.png`` and
+    ``confusion_matrix.png`` from the store into its artifacts, unless it has them already
+    (``tracking.child_figures=all``, or a resumed sweep whose best is unchanged); returns the
+    names drawn. The children record the numbers only (:mod:`nnexp.report.run_figures` says
+    why). A failure is one warning line: the sweep's results stand."""
+    import sys
+
+    from nnexp.app import TAG_CONFIG_HASH
+    from nnexp.errors import one_line
+    from nnexp.report.run_figures import draw_into_run, figures_of
+
+    backend, store = parent.backend, parent.store
+    found = [run for run in backend.find_runs([store.experiment_id], tags={TAG_CONFIG_HASH: best["config_hash"]})
+             if run.run_id == best["run_id"]] if best.get("config_hash") else []
+    if not found or figures_of(found[0]):
+        return []
+    try:
+        return draw_into_run(backend, found[0])
+    except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without them
+        print(f"nnexp: warning: the best child's figures were not drawn ({one_line(error)}); "
+              f"python -m nnexp.report {best['run_id']} draws them", file=sys.stderr, flush=True)
+        return []
+
+
 def log_best_model(parent, best: Mapping[str, Any]) -> str | None:
     """Log the best child's LoggedModel, once per sweep, and return its predict command.
 

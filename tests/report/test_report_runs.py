@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from nnexp.core import MLP
-from nnexp.report.run_report import every_for, class_report
+from nnexp.report.run_figures import RunNumbers, confusion_tag, draw, read_confusion
+from nnexp.report.run_report import class_report, every_for
 from nnexp.report.sweep_report import gradient_flow, worst_class
 
 
@@ -22,17 +23,26 @@ def test_sampling_period(every, n, batch, expected):
     assert every_for({"every": every, "samples_per_epoch": 50}, n, batch) == expected
 
 
-def test_per_class_test_accuracy_and_confusion_figure(tmp_path):
+def test_per_class_test_accuracy_and_the_confusion_tag_it_is_drawn_from(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
     y = rng.integers(0, 3, 60)
     net = MLP([4, 5, 3], seed=0)
     data = SimpleNamespace(class_names=("a", "b/c", "d"), test=(X, np.eye(3)[y]), y_test=y)
-    metrics = class_report(net, data, tmp_path)
+    metrics, tag = class_report(net, data)
     predicted = net.predict(X)
     assert metrics == {f"test_acc/{name}": np.mean(predicted[y == i] == i)
                        for i, name in enumerate(data.class_names)}
-    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    counts, names = read_confusion(tag)
+    assert names == ["a", "b/c", "d"]
+    assert counts == [[int(np.sum((y == i) & (predicted == j))) for j in range(3)] for i in range(3)]
+    (written,) = draw(RunNumbers("t", [], confusion=(counts, names)), tmp_path)
+    assert written.name == "confusion_matrix.png" and written.stat().st_size > 1000
+
+
+def test_a_confusion_matrix_too_large_for_a_tag_is_left_out():
+    names = [f"class {i}" for i in range(100)]
+    assert confusion_tag(np.full((100, 100), 12345), names) == {}
 
 
 def test_worst_class():
