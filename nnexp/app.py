@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -355,7 +354,8 @@ def _log_artifacts(mlflow_run, cfg, net, data, numbers, *, log_model: bool):
             mlflow_run.set_tags({run_figures.TAG_FIGURES: "drawn"})
         weights = folder / "weights.npz"
         net.save_npz(weights)
-        from nnexp.tracking.model import log_model as log_logged_model, save_model_inputs
+        from nnexp.tracking.model import log_model as log_logged_model
+        from nnexp.tracking.model import save_model_inputs
 
         if not log_model:   # the model can still be logged later (tracking.model.log_model_of_run)
             save_model_inputs(folder, data.scaler, data.raw_example)
