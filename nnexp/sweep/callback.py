@@ -124,7 +124,7 @@ class SweepCallback(Callback):
     """Parent MLflow run around a multirun; a no-op for single runs."""
 
     def __init__(self) -> None:
-        self.store = self.parent = self.context = self.handlers = None
+        self.store = self.parent = self.context = self.handlers = self.model_helper = None
 
     def __getstate__(self) -> dict:
         # Launchers pickle Hydra's context, callbacks included, to every job: the driver's open
@@ -156,6 +156,15 @@ class SweepCallback(Callback):
         _append_overrides(config, self.context.overrides())
         stop = workers.stop_workers if workers.has_local_workers(config) else None
         self.handlers = InterruptHandlers(before_raise=stop).install()
+        self.model_helper = None
+        if OmegaConf.select(config, "tracking.log_model", default=True):
+            import atexit
+
+            from nnexp.tracking.model_helper import ModelHelper
+
+            self.model_helper = ModelHelper.start(uri)   # warms up MLflow while the jobs train
+            if self.model_helper is not None:
+                atexit.register(self.model_helper.stop)   # an interrupted sweep stops it too
         print(f"sweep: parent run {self.parent.run_id} in experiment '{experiment}' ({uri})", flush=True)
 
     @_abort_on_error
@@ -169,12 +178,19 @@ class SweepCallback(Callback):
         if parent is None:
             return
         try:
-            out.summary = summary.summarise_sweep(parent, self.context.invocation, identity.swept_keys(config))
+            helper = self.model_helper
+
+            def ask_for_model(best) -> None:   # logged by the helper while the plots are drawn
+                if helper is not None and summary.best_model_missing(parent, best):
+                    helper.ask(best["run_id"])
+
+            out.summary = summary.summarise_sweep(parent, self.context.invocation, identity.swept_keys(config),
+                                                  on_best=ask_for_model)
             best, predict = out.summary["best"], None
             if best and OmegaConf.select(config, "tracking.child_figures", default="best") == "best":
                 summary.draw_best_figures(parent, best)
             if best and OmegaConf.select(config, "tracking.log_model", default=True):
-                predict = summary.log_best_model(parent, best)   # once, for the best child only
+                predict = summary.log_best_model(parent, best, helper)   # once, for the best child only
             counts = out.summary["counts"]
             status = "FAILED" if counts["jobs"] and counts["failed"] == counts["jobs"] else "FINISHED"
             parent.end(status, error=None if status == "FINISHED" else "every job of the sweep failed")
@@ -185,5 +201,7 @@ class SweepCallback(Callback):
             parent.end("FAILED", error=f"summary failed: {type(error).__name__}: {error}")
             raise
         finally:
+            if self.model_helper is not None:
+                self.model_helper.stop()
             out.parent = None
             sys.stdout.flush()

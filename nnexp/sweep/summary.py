@@ -194,12 +194,13 @@ def job_outcomes(records: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any
             if r.get("status") == "RUNNING" else dict(r) for r in records.values()]
 
 
-def summarise_sweep(parent, invocation: str, swept: Sequence[str]) -> dict[str, Any]:
+def summarise_sweep(parent, invocation: str, swept: Sequence[str], on_best=None) -> dict[str, Any]:
     """Write the sweep's summary into its parent run and return it, all read from the store.
 
     Parent metrics ``sweep_<outcome>`` count the jobs of this invocation; the table, the best
     run and the plots cover every child of the parent (a resumed sweep includes the earlier
-    children and the runs its jobs reused).
+    children and the runs its jobs reused). ``on_best(best_row)`` is called once the best child
+    is known, before the plots (the model helper starts on its LoggedModel meanwhile).
     """
     from nnexp.sweep.job import read_job_records
     from nnexp.sweep.tags import TAG_SWEEP_RUN
@@ -214,6 +215,8 @@ def summarise_sweep(parent, invocation: str, swept: Sequence[str]) -> dict[str, 
     tally = counts(job_outcomes(records))
     best = rows[0] if rows and rows[0]["outcome"] in ("finished", "early_stopped") else None
     summary = {"counts": tally, "best": best, "rows": rows}
+    if best and on_best is not None:
+        on_best(best)
 
     parent.log_metrics({f"sweep_{name}": value for name, value in tally.items()})
     if best:
@@ -253,28 +256,45 @@ def draw_best_figures(parent, best: Mapping[str, Any]) -> list[str]:
         return []
 
 
-def log_best_model(parent, best: Mapping[str, Any]) -> str | None:
+def best_model_missing(parent, best: Mapping[str, Any]) -> bool:
+    """Whether the best child's LoggedModel is still to be logged (a resumed sweep whose best
+    is unchanged has it)."""
+    from nnexp.sweep.tags import TAG_BEST_MODEL, TAG_SWEEP_RUN
+
+    store = parent.store
+    (me,) = store.backend.find_runs([store.experiment_id], tags={TAG_SWEEP_RUN: parent.run_id})
+    return not me.tags.get(TAG_BEST_MODEL, "").startswith(f"{best['run_id']}:")
+
+
+def log_best_model(parent, best: Mapping[str, Any], helper=None) -> str | None:
     """Log the best child's LoggedModel, once per sweep, and return its predict command.
 
     Children keep ``weights.npz``, ``preprocessing.npz`` and ``input_example.npz``
     (:func:`nnexp.tracking.model.save_model_inputs`); logging a LoggedModel per child would cost
-    each job about 1-3 s of MLflow (``bench/README.md``). The model's id is tagged on the child
-    (``nnexp.model_id``) and the parent (``nnexp.best_model_id``); a resumed sweep whose best is
-    unchanged logs nothing new. A failure is one warning line: the sweep's results stand."""
+    each job about 1-3 s of MLflow (``bench/README.md``). ``helper``: a
+    :class:`~nnexp.tracking.model_helper.ModelHelper` already asked for this model (it is
+    logged here, in this process, if the helper cannot). The model's id is tagged on the
+    child (``nnexp.model_id``) and the parent (``nnexp.best_model``); a resumed sweep whose
+    best is unchanged logs nothing new. A failure is one warning line: the sweep's results
+    stand."""
     import sys
 
     from nnexp.errors import one_line
-    from nnexp.sweep.tags import TAG_BEST_MODEL, TAG_SWEEP_RUN
+    from nnexp.sweep.tags import TAG_BEST_MODEL
     from nnexp.tracking import default_uri
     from nnexp.tracking.model import log_model_of_run
     from nnexp.tracking.tags import MODEL_ID
 
     store = parent.store
-    (me,) = store.backend.find_runs([store.experiment_id], tags={TAG_SWEEP_RUN: parent.run_id})
-    if me.tags.get(TAG_BEST_MODEL, "").startswith(f"{best['run_id']}:"):
+    if not (helper is not None and helper.asked) and not best_model_missing(parent, best):
         return None
     try:
-        model = log_model_of_run(store.uri, best["run_id"])
+        try:
+            if helper is None or not helper.asked:
+                raise LookupError("no helper")
+            model = helper.answer()
+        except Exception:  # noqa: BLE001 - the helper is an optimisation: log it here instead
+            model = log_model_of_run(store.uri, best["run_id"])
     except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without it
         print(f"nnexp: warning: the best child's model was not logged ({one_line(error)}); its "
               f"weights.npz is among its artifacts", file=sys.stderr, flush=True)

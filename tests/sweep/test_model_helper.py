@@ -1,0 +1,112 @@
+"""The model helper (nnexp/tracking/model_helper.py) through the command line: a sweep's best
+LoggedModel is logged by it, the driver logs it itself when the helper is gone, and the helper
+never outlives a killed driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nnexp.sweep.tags import TAG_BEST_MODEL
+from tests.conftest import default_db
+from tests.reliability.helpers import (
+    LONG_RUN,
+    client_for,
+    isolated_env,
+    wait_for_epochs,
+)
+
+pytestmark = pytest.mark.slow
+HELPER = "nnexp.tracking.model_helper"
+
+
+def _helper_of(driver: int, timeout: float = 30) -> int:
+    """The pid of the driver's model helper (a child process running the helper module)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == driver and HELPER in command and fields[0] != "Z":
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no model helper under process {driver}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nnexp", "-m", *args], cwd=tmp_path,
+                            env=isolated_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _logged_models(tmp_path: Path):
+    client = client_for(tmp_path)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client, client.search_logged_models(experiment_ids=ids)
+
+
+def test_the_best_childs_model_comes_from_the_helper_and_predicts(tmp_path):
+    sweep = _sweep(tmp_path, "data=spiral", "epochs=3", "progress=false", "lr=0.01,0.001")
+    helper = _helper_of(sweep.pid)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+    assert not _alive(helper)
+    client, (model,) = _logged_models(tmp_path)
+    parent = next(r for r in client.search_runs([model.experiment_id]) if r.data.tags.get("nnexp.sweep") == "parent")
+    assert model.source_run_id == parent.data.tags["nnexp.best_run_id"]
+    assert parent.data.tags[TAG_BEST_MODEL] == f"{model.source_run_id}:{model.model_id}"
+    assert f"runs:/{model.source_run_id}/model" in out
+
+    import mlflow
+    import numpy as np
+
+    from nnexp.data import load
+
+    mlflow.set_tracking_uri(f"sqlite:///{default_db(tmp_path)}")
+    raw = load("spiral", seed=0).raw_example
+    probabilities = np.asarray(mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(raw))
+    assert probabilities.shape == (len(raw), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_a_dead_helper_leaves_the_model_to_the_driver(tmp_path):
+    sweep = _sweep(tmp_path, "data=spiral", "epochs=60", "data.n_per_class=2000", "early_stopping=off",
+                   "progress=false", "diagnostics=off", "lr=0.01,0.001")
+    os.kill(_helper_of(sweep.pid), signal.SIGKILL)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+    assert "sweep: 2 jobs: 2 finished" in out and "predict with the best child's model" in out
+    assert "warning" not in err
+    _, models = _logged_models(tmp_path)
+    assert len(models) == 1
+
+
+def test_the_helper_dies_with_a_killed_driver(tmp_path):
+    sweep = _sweep(tmp_path, *LONG_RUN, "tracking.log_model=true", "seed=0,1")
+    helper = _helper_of(sweep.pid)
+    wait_for_epochs(tmp_path / "mlflow.db", sweep, n=2)
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(helper), f"the model helper {helper} outlived its killed driver"
