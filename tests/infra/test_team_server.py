@@ -45,6 +45,8 @@ def test_joblib_sweep_over_http_to_postgresql(team_server, tmp_path, monkeypatch
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {(r.data.params["lr"], r.data.params["seed"]) for r in children} == {
         (lr, str(seed)) for lr in ("0.05", "0.1") for seed in range(4)}
+    best = parents[0].data.tags["nnexp.best_run_id"]
+    figures = {"learning_curves.png", "dynamics.png", "confusion_matrix.png"}
     reference = None
     for child in children:
         epoch_metrics = [k for k in child.data.metrics if k.startswith(("train_", "val_"))]
@@ -53,6 +55,9 @@ def test_joblib_sweep_over_http_to_postgresql(team_server, tmp_path, monkeypatch
             steps = [m.step for m in client.get_metric_history(child.info.run_id, key)]
             assert len(steps) == EPOCHS and len(set(steps)) == EPOCHS, (key, steps)
         paths = _artifact_paths(client, child.info.run_id)
+        # the sweep drew its best child's figures through the server too (tracking.child_figures)
+        assert (paths & figures) == (figures if child.info.run_id == best else set()), paths
+        paths -= figures
         reference = reference or paths
         assert paths == reference and paths, paths
     # the artifacts are files in the server's destination, not in the job's folder

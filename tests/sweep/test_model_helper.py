@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from nnexp.sweep.tags import TAG_BEST_MODEL
-from tests.conftest import default_db
 from tests.reliability.helpers import (
     LONG_RUN,
     client_for,
@@ -75,17 +74,7 @@ def test_the_best_childs_model_comes_from_the_helper_and_predicts(tmp_path):
     assert model.source_run_id == parent.data.tags["nnexp.best_run_id"]
     assert parent.data.tags[TAG_BEST_MODEL] == f"{model.source_run_id}:{model.model_id}"
     assert f"runs:/{model.source_run_id}/model" in out
-
-    import mlflow
-    import numpy as np
-
-    from nnexp.data import load
-
-    mlflow.set_tracking_uri(f"sqlite:///{default_db(tmp_path)}")
-    raw = load("spiral", seed=0).raw_example
-    probabilities = np.asarray(mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(raw))
-    assert probabilities.shape == (len(raw), 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-12)
+    # (tests/tracking/test_logged_model.py loads the sweep's best model and predicts with it)
 
 
 def test_a_dead_helper_leaves_the_model_to_the_driver(tmp_path):
