@@ -202,6 +202,9 @@ class SweepCallback(Callback):
             raise
         finally:
             if self.model_helper is not None:
+                import atexit
+
                 self.model_helper.stop()
+                atexit.unregister(self.model_helper.stop)
             out.parent = None
             sys.stdout.flush()

@@ -241,12 +241,12 @@ def draw_best_figures(parent, best: Mapping[str, Any]) -> list[str]:
 
     from nnexp.app import TAG_CONFIG_HASH
     from nnexp.errors import one_line
-    from nnexp.report.run_figures import draw_into_run, figures_of
+    from nnexp.report.run_figures import draw_into_run, has_figures
 
     backend, store = parent.backend, parent.store
     found = [run for run in backend.find_runs([store.experiment_id], tags={TAG_CONFIG_HASH: best["config_hash"]})
              if run.run_id == best["run_id"]] if best.get("config_hash") else []
-    if not found or figures_of(found[0]):
+    if not found or has_figures(found[0]):
         return []
     try:
         return draw_into_run(backend, found[0])
@@ -286,14 +286,12 @@ def log_best_model(parent, best: Mapping[str, Any], helper=None) -> str | None:
     from nnexp.tracking.tags import MODEL_ID
 
     store = parent.store
-    if not (helper is not None and helper.asked) and not best_model_missing(parent, best):
+    asked = helper is not None and helper.asked
+    if not asked and not best_model_missing(parent, best):
         return None
     try:
-        try:
-            if helper is None or not helper.asked:
-                raise LookupError("no helper")
-            model = helper.answer()
-        except Exception:  # noqa: BLE001 - the helper is an optimisation: log it here instead
+        model = _helpers_answer(helper) if asked else None
+        if model is None:   # no helper, or it failed: log it here
             model = log_model_of_run(store.uri, best["run_id"])
     except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without it
         print(f"nnexp: warning: the best child's model was not logged ({one_line(error)}); its "
@@ -302,6 +300,14 @@ def log_best_model(parent, best: Mapping[str, Any], helper=None) -> str | None:
     store.backend.log_batch(best["run_id"], tags={MODEL_ID: model.model_id})
     parent.set_tags({TAG_BEST_MODEL: f"{best['run_id']}:{model.model_id}"})
     return model.predict_command(store.uri, default_uri())
+
+
+def _helpers_answer(helper):
+    """The model helper's LoggedModel, or None if it failed (the caller logs the model itself)."""
+    try:
+        return helper.answer()
+    except Exception:  # noqa: BLE001 - the helper is an optimisation
+        return None
 
 
 def _override_value(record: Mapping[str, Any], key: str) -> str | None:

@@ -45,8 +45,7 @@ class ModelHelper:
         (the model is then logged in the driver, as before)."""
         command = [sys.executable, "-m", "nnexp.tracking.model_helper", tracking_uri, str(os.getpid())]
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       start_new_session=False)
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         except OSError:
             return None
         return cls(process, tracking_uri)

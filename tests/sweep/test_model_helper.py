@@ -63,7 +63,7 @@ def _logged_models(tmp_path: Path):
     return client, client.search_logged_models(experiment_ids=ids)
 
 
-def test_the_best_childs_model_comes_from_the_helper_and_predicts(tmp_path):
+def test_a_sweep_with_its_helper_logs_the_best_childs_model_and_the_helper_leaves(tmp_path):
     sweep = _sweep(tmp_path, "data=spiral", "epochs=3", "progress=false", "lr=0.01,0.001")
     helper = _helper_of(sweep.pid)
     out, err = sweep.communicate(timeout=300)
