@@ -1,0 +1,125 @@
+"""The default sweeper composes each job once (hydra_plugins/nnexp_sweeper,
+nnexp/sweep/compose_once.py): what it hands a launcher is what Hydra's own loader composes, and
+a sweep run with it writes the same job configs as one run with Hydra's basic sweeper."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from nnexp.sweep import compose_once
+from nnexp.sweep.compose_once import ComposedOnce
+
+JOBS = (["seed=3"], ["optimizer=sgd", "lr=0.1"], ["model=wide", "data=spiral"], ["+sweep=depth"])
+
+
+@pytest.fixture
+def hydra_loader():
+    """Hydra's own config loader for nnexp's configs and a composed master (multirun) config."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().hydra.config_loader
+        master = loader.load_configuration("config", overrides=["epochs=2"], run_mode=RunMode.MULTIRUN)
+        yield loader, master
+
+
+def _plain(config):
+    return OmegaConf.to_container(config, resolve=False)
+
+
+@pytest.mark.parametrize("overrides", JOBS)
+def test_a_job_composed_ahead_is_what_hydra_composes(hydra_loader, overrides):
+    loader, master = hydra_loader
+    once = ComposedOnce(loader)
+    once.compose_ahead(master, overrides)
+    handed = once.load_sweep_config(master, list(overrides))
+    assert _plain(handed) == _plain(loader.load_sweep_config(master, list(overrides)))
+    # handed out once: the launcher writes hydra.job.id into it, so a second request composes anew
+    again = once.load_sweep_config(master, list(overrides))
+    assert again is not handed and _plain(again) == _plain(handed)
+
+
+def test_a_changed_master_config_composes_anew(hydra_loader):
+    loader, master = hydra_loader
+    once = ComposedOnce(loader)
+    once.compose_ahead(master, ["seed=1"])
+    OmegaConf.update(master, "hydra.overrides.hydra", [*master.hydra.overrides.hydra, "hydra.job.chdir=false"],
+                     force_add=True)
+    assert once.take(master, ["seed=1"]) is None
+
+
+def test_a_bad_override_fails_when_composed_ahead(hydra_loader):
+    loader, master = hydra_loader
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        ComposedOnce(loader).compose_ahead(master, ["model=nosuch"])
+
+
+def test_what_is_kept_is_bounded_forgotten_and_never_pickled(hydra_loader, monkeypatch):
+    loader, master = hydra_loader
+    monkeypatch.setattr(compose_once, "KEEP_AT_MOST", 2)
+    once = ComposedOnce(loader)
+    for seed in range(3):
+        once.compose_ahead(master, [f"seed={seed}"])
+    assert once.take(master, ["seed=2"]) is None          # over the bound: composed again later
+    shipped = pickle.loads(pickle.dumps(once))            # joblib, Ray and submitit ship the loader
+    assert shipped.take(master, ["seed=0"]) is None
+    once.forget()
+    assert once.take(master, ["seed=1"]) is None
+
+
+@pytest.mark.slow
+def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, migrated_db):
+    """The same sweep under nnexp's sweeper and Hydra's: every job's .hydra/config.yaml and
+    overrides.yaml are the same, and so are their runs' parameters."""
+    import shutil
+
+    folders = {}
+    for sweeper in ("nnexp_basic", "basic"):
+        work = tmp_path / sweeper
+        work.mkdir()
+        shutil.copy(migrated_db, work / "mlflow.db")
+        done = subprocess.run(
+            [sys.executable, "-m", "nnexp", "-m", f"hydra/sweeper={sweeper}", "hydra.sweep.dir=sweep",
+             "data=spiral", "epochs=2", "progress=false", "tracking.log_model=false", "diagnostics=off",
+             "optimizer=sgd,adam", "model.hidden=[8],[8,8]"],
+            cwd=work, capture_output=True, text=True, timeout=300, env=_env(work))
+        assert done.returncode == 0, done.stderr
+        assert "4 jobs: 4 finished" in done.stdout
+        folders[sweeper] = work / "sweep"
+    for job in range(4):
+        for name in ("config.yaml", "overrides.yaml"):
+            ours = (folders["nnexp_basic"] / str(job) / ".hydra" / name).read_text()
+            theirs = (folders["basic"] / str(job) / ".hydra" / name).read_text()
+            assert ours == theirs, (job, name)
+
+
+def _env(work: Path) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", NNEXP_CACHE_DIR=str(work / "cache"))
+    return env
+
+
+def test_a_sweep_file_still_chooses_its_own_sweeper(compose):
+    """conf/sweeper_default.yaml makes nnexp's sweeper the default without beating a sweep
+    file's choice (an override in config.yaml itself would)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        default = hydra_compose("config", return_hydra_config=True)
+        optuna = hydra_compose("config", overrides=["+sweep=optuna_search"], return_hydra_config=True)
+    assert default.hydra.sweeper._target_.endswith("ComposeOnceSweeper")
+    assert optuna.hydra.sweeper._target_.endswith("OptunaSweeper")
