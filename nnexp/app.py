@@ -127,7 +127,8 @@ def load_data(cfg: Mapping[str, Any], dtype: str | None = None, *, reuse: bool =
 
     ``reuse`` (sweep jobs): return the arrays of the previous call in this process if it asked
     for the same data set, options, dtype and seed (the same arrays ``load`` would make again),
-    read-only; otherwise load and keep these instead.
+    read-only; otherwise load and keep these instead, with what another seed can use again
+    (``load(reuse=True)``: the samples read, and their scaling where it ignores the split).
     """
     from nnexp.build import binary_targets
     from nnexp.data import load
@@ -140,12 +141,12 @@ def load_data(cfg: Mapping[str, Any], dtype: str | None = None, *, reuse: bool =
                          default=str)
         if key in _sweep_data:
             return _sweep_data[key]
-    data = load(name, dtype=dtype, targets="one_hot", seed=cfg["seed"], **options)
+        _sweep_data.clear()   # first: its arrays can then take this job's (nnexp.data.kept)
+    data = load(name, dtype=dtype, targets="one_hot", seed=cfg["seed"], reuse=reuse, **options)
     if binary_targets(cfg, data.n_classes):
         # two-class sets are small and embedded: loading again costs milliseconds
-        data = load(name, dtype=dtype, targets="binary", seed=cfg["seed"], **options)
+        data = load(name, dtype=dtype, targets="binary", seed=cfg["seed"], reuse=reuse, **options)
     if reuse:
-        _sweep_data.clear()
         _sweep_data[key] = _read_only(data)
     return data
 

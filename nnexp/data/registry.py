@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nnexp.data import mnist, synthetic, tabular
+from nnexp.data import kept, mnist, synthetic, tabular
 from nnexp.data.base import Source, check_choice, check_float, check_int
-from nnexp.data.preprocess import SCALINGS, Scaler, TARGETS, encode_targets, fit_scaler, stratified_split, transform
+from nnexp.data.preprocess import SCALINGS, TARGETS, Scaler, encode_targets
+from nnexp.data.split import FRACTION, OFFICIAL, REUSE, scaled_features, split_rows
 from nnexp.errors import DataError
-
-# How a data set's test (and validation) split is made.
-OFFICIAL = "official"  # the publisher's test split; validation drawn from the training split
-FRACTION = "fraction"  # a stratified test_fraction of all samples, then validation from the rest
-REUSE = "reuse"  # every split is all the data (xor: see synthetic.load_xor for why)
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -95,6 +91,8 @@ class Loader:
             are the data set's own options and their defaults (e.g. spiral's ``noise``).
         split: OFFICIAL, FRACTION or REUSE.
         scaling, val_fraction, test_fraction: defaults of the common options.
+        generated: the samples are drawn from ``rng`` (synthetic sets), so they follow the seed
+            and are never kept between calls.
     """
 
     fetch: Callable[..., Source]
@@ -102,6 +100,7 @@ class Loader:
     scaling: str
     val_fraction: float = 0.0
     test_fraction: float | None = None
+    generated: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -122,8 +121,8 @@ DATASETS: dict[str, Loader] = {
     "digits": Loader(tabular.load_digits, FRACTION, "minmax", 0.2, 0.2),
     "mnist": Loader(mnist.load_mnist, OFFICIAL, "minmax", 0.1),
     "fashion_mnist": Loader(mnist.load_fashion_mnist, OFFICIAL, "minmax", 0.1),
-    "xor": Loader(synthetic.load_xor, REUSE, "none"),
-    "spiral": Loader(synthetic.load_spiral, FRACTION, "none", 0.2, 0.2),
+    "xor": Loader(synthetic.load_xor, REUSE, "none", generated=True),
+    "spiral": Loader(synthetic.load_spiral, FRACTION, "none", 0.2, 0.2, generated=True),
 }
 
 
@@ -139,45 +138,6 @@ _COMMON_CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
-def _count(name: str, option: str, fraction: float, n: int) -> int:
-    """Return how many of ``n`` samples ``fraction`` holds out: at least 1, at most ``n - 1``."""
-    k = max(1, round(fraction * n))
-    if k >= n:
-        raise DataError(
-            f"{name}: data.{option}={fraction} of {n} samples leaves none for training; "
-            "lower it (or raise data.limit)"
-        )
-    return k
-
-
-def _split(name: str, loader: Loader, src: Source, common: Mapping[str, Any], rng) -> tuple:
-    """Return ``(train, val, test)`` as ``(X, y)`` pairs of raw (unscaled) arrays; val may be None.
-
-    ``common`` holds the checked common options of ``loader``'s split kind.
-    """
-    X, y = src.X, src.y
-    if loader.split == REUSE:
-        return (X, y), (X, y), (X, y)
-    if loader.split == OFFICIAL:
-        pool = np.arange(len(y))
-        test = (src.X_test, src.y_test)
-    else:
-        n_test = _count(name, "test_fraction", common["test_fraction"], len(y))
-        pool, held = stratified_split(y, n_test, rng)
-        test = (X[held], y[held])
-    limit = common["limit"]
-    if limit is not None and limit < len(pool):
-        _, keep = stratified_split(y[pool], limit, rng)
-        pool = pool[keep]
-    val = None
-    if common["val_fraction"] > 0:
-        n_val = _count(name, "val_fraction", common["val_fraction"], len(pool))
-        rest, held = stratified_split(y[pool], n_val, rng)
-        val = (X[pool[held]], y[pool[held]])
-        pool = pool[rest]
-    return (X[pool], y[pool]), val, test
-
-
 def _check_dtype(dtype: Any) -> np.dtype:
     """The core decides which dtypes exist (:func:`nnexp.core._checks.resolve_dtype`)."""
     from nnexp.core._checks import resolve_dtype
@@ -189,7 +149,8 @@ def _check_dtype(dtype: Any) -> np.dtype:
 
 
 def load(
-    name: str, *, dtype: Any = "float64", targets: str = "one_hot", seed: int = 0, **options: Any
+    name: str, *, dtype: Any = "float64", targets: str = "one_hot", seed: int = 0, reuse: bool = False,
+    **options: Any
 ) -> Dataset:
     """Load data set ``name`` and return its train/val/test arrays, ready for training.
 
@@ -199,6 +160,10 @@ def load(
         targets: "one_hot" (Y ``(n, n_classes)``) or "binary" (Y ``(n, 1)`` of 0/1; two-class
             data sets only).
         seed: non-negative int; the same name, options and seed give identical arrays.
+        reuse: keep the fetched samples (and, where the scaling ignores the split, their scaled
+            form) for the next call with the same data set and options in this process: the
+            jobs of a sweep (:mod:`nnexp.data.kept`). The arrays are the same either way; with
+            ``reuse`` the official test split's are shared between calls and read-only.
         **options: the data set's options (``Loader.defaults`` lists them and their defaults):
             ``scaling`` (standardize | minmax | none), ``val_fraction`` in [0, 1),
             ``test_fraction`` in (0, 1) (data sets without an official test split), ``limit``
@@ -233,7 +198,9 @@ def load(
     specific = {k: v for k, v in opts.items() if k not in _COMMON_CHECKS}
 
     data_seed, split_seed = np.random.SeedSequence(int(seed)).spawn(2)
-    src = loader.fetch(rng=np.random.default_rng(data_seed), **specific)
+    kept_as = (name, repr(sorted(specific.items()))) if reuse and not loader.generated else None
+    fetch = lambda: loader.fetch(rng=np.random.default_rng(data_seed), **specific)  # noqa: E731
+    src = kept.remember("source", kept_as, fetch) if kept_as is not None else fetch()
     n_classes = len(src.class_names)
     if targets == "binary" and n_classes != 2:
         raise DataError(
@@ -241,25 +208,28 @@ def load(
             "use targets=one_hot with a softmax output"
         )
 
-    train, val, test = _split(name, loader, src, common, np.random.default_rng(split_seed))
-    scaler = fit_scaler(common["scaling"], train[0], src.value_range)
+    rows = split_rows(name, loader.split, src, common, np.random.default_rng(split_seed))
+    scaled_as = None if kept_as is None else (*kept_as, common["scaling"], dtype.str)
+    scaler, features = scaled_features(src, rows, common["scaling"], dtype, scaled_as)
+    y_test = src.y_test if rows.test is None else src.y[rows.test]
 
-    def ready(part):
-        X, y = part
-        return transform(X, scaler, dtype), encode_targets(y, n_classes, targets, dtype)
+    def ready(part, r, y):
+        return features(part, r), encode_targets(y, n_classes, targets, dtype)
 
+    y_train = src.y[rows.train]
+    y_val = None if rows.val is None else src.y[rows.val]
     return Dataset(
         name=name,
-        train=ready(train),
-        val=None if val is None else ready(val),
-        test=ready(test),
-        y_train=np.ascontiguousarray(train[1]),
-        y_val=None if val is None else np.ascontiguousarray(val[1]),
-        y_test=np.ascontiguousarray(test[1]),
+        train=ready("train", rows.train, y_train),
+        val=None if rows.val is None else ready("val", rows.val, y_val),
+        test=ready("test", rows.test, y_test),
+        y_train=np.ascontiguousarray(y_train),
+        y_val=None if y_val is None else np.ascontiguousarray(y_val),
+        y_test=np.ascontiguousarray(y_test),
         class_names=src.class_names,
-        n_inputs=train[0].shape[1],
+        n_inputs=src.X.shape[1],
         n_outputs=1 if targets == "binary" else n_classes,
         dtype=dtype,
         scaler=scaler,
-        raw_example=np.array(test[0][:5]),
+        raw_example=np.array(src.X_test[:5] if rows.test is None else src.X[rows.test[:5]]),
     )
