@@ -277,7 +277,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
                 live[...] = best
             for name, live in net.buffers().items():   # batch norm's running statistics
                 live[...] = history.best_buffers[name]
-        metrics = final_metrics(net, data, history)
+        metrics, predicted = final_metrics(net, data, history)
         mlflow_run.log_metrics(metrics)
         mlflow_run.set_tags({tracking.TAG_STOP_REASON: history.stop_reason})
         from nnexp.report.run_figures import RunNumbers, read_confusion
@@ -287,7 +287,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         if cfg["diagnostics"]["enabled"]:   # test_acc/<class> and the confusion matrix
             from nnexp.report.run_report import class_report
 
-            class_metrics, confusion = class_report(net, data)
+            class_metrics, confusion = class_report(net, data, predicted)
             mlflow_run.log_metrics(class_metrics)
             mlflow_run.set_tags(confusion)
             numbers.confusion = read_confusion(confusion)
@@ -321,14 +321,17 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def final_metrics(net, data, history) -> dict[str, float]:
-    """test_loss, test_acc, best_val_loss, best_epoch and epochs_run, as MLflow metrics."""
-    from nnexp.core import evaluate
+def final_metrics(net, data, history):
+    """test_loss, test_acc, best_val_loss, best_epoch and epochs_run, as MLflow metrics, and the
+    test rows' predicted labels (the per-class report reads them: one pass over the test set)."""
+    import numpy as np
 
-    test_loss, test_acc = evaluate(net, *data.test)
+    predicted = np.empty(len(data.test[0]), np.intp)
+    test_loss, test_acc = net.evaluate(*data.test, predicted=predicted)
     best_val = history.best("val_loss") if history.val_loss and history.best_epoch else math.nan
-    return {"test_loss": float(test_loss), "test_acc": float(test_acc), "best_val_loss": float(best_val),
-            "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
+    metrics = {"test_loss": float(test_loss), "test_acc": float(test_acc), "best_val_loss": float(best_val),
+               "best_epoch": float(history.best_epoch or 0), "epochs_run": float(history.epochs_run)}
+    return metrics, predicted
 
 
 def _diagnostics(cfg, net, data):

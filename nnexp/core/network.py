@@ -293,8 +293,12 @@ class MLP:
         """Class labels: argmax of the outputs, or ``p > 0.5`` for a single output column."""
         return to_labels(self.predict_proba(X))
 
-    def evaluate(self, X, Y) -> tuple[float, float]:
-        """``(mean loss, accuracy)`` over ``X`` in evaluation mode, chunks of rows."""
+    def evaluate(self, X, Y, *, predicted: np.ndarray | None = None) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` over ``X`` in evaluation mode, chunks of rows.
+
+        ``predicted``: an ``(n,)`` integer array that receives each row's predicted label (what
+        :meth:`predict` returns), so that a caller needing both pays for one forward pass.
+        """
         X, Y = self.as_inputs(X, Y)
         n = X.shape[0]
         if n == 0:
@@ -306,7 +310,10 @@ class MLP:
             self._load(ws, X[rows], Y[rows])
             _run(self._ops(ws, "forward", False))
             total += ws.n * self._head.forward_loss(ws.Z, ws.P, ws.Y, ws)
-            correct += np.count_nonzero(label(ws.P, ws.labels) == to_labels(Y[rows]))
+            labels = label(ws.P, ws.labels)
+            correct += np.count_nonzero(labels == to_labels(Y[rows]))
+            if predicted is not None:
+                predicted[rows] = labels
         return total / n, correct / n
 
     def loss(self, X, Y, *, train: bool = False, seed=None) -> float:

@@ -43,15 +43,18 @@ class EpochDiagnostics:
         return {**metrics, **statistics}
 
 
-def class_report(net, data) -> tuple[dict[str, float], dict[str, str]]:
+def class_report(net, data, predicted=None) -> tuple[dict[str, float], dict[str, str]]:
     """``test_acc/<class>`` of ``net`` on the test set, and the ``nnexp.confusion_matrix`` tag
     that ``confusion_matrix.png`` is drawn from (:mod:`nnexp.report.run_figures`); nothing for
-    a data set without class names or test labels."""
+    a data set without class names or test labels. ``predicted``: the test rows' labels
+    ``net.predict`` would give, if the caller has them already."""
     from nnexp.report.confusion import class_metrics, confusion_matrix
     from nnexp.report.run_figures import confusion_tag
 
     names = getattr(data, "class_names", None)
     if not names or data.test is None or getattr(data, "y_test", None) is None:
         return {}, {}
-    C = confusion_matrix(data.y_test, net.predict(data.test[0]), len(names))
+    if predicted is None:
+        predicted = net.predict(data.test[0])
+    C = confusion_matrix(data.y_test, predicted, len(names))
     return class_metrics(C, names), confusion_tag(C, names)

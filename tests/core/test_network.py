@@ -169,3 +169,17 @@ def test_float32_stays_float32_everywhere(opt):
                 arrays.append(value)
     assert len(arrays) > 30 and all(a.dtype == np.float32 for a in arrays)
     assert net.predict_proba(X.astype(np.float64)).dtype == np.float32   # inputs are cast down
+
+
+@pytest.mark.parametrize("output,loss,width", [("softmax", "cross_entropy", 4), ("sigmoid", "binary_cross_entropy", 1),
+                                               ("identity", "mse", 3), ("sigmoid", "mse", 3), ("softmax", "mse", 4)])
+def test_evaluate_hands_back_the_labels_predict_gives(output, loss, width, monkeypatch):
+    """One pass over the test set gives the run its scores and the per-class report's labels."""
+    net = MLP([5, 6, width], activation="relu", output=output, loss=loss, seed=3, dtype="float32")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(47, 5))
+    Y = rng.random((47, width)) if output == "identity" else np.eye(max(width, 2))[rng.integers(0, max(width, 2), 47)][:, :width]
+    monkeypatch.setattr(net, "_chunk", 10)   # several chunks, the last one short
+    predicted = np.full(47, -1, np.intp)
+    assert net.evaluate(X, Y, predicted=predicted) == net.evaluate(X, Y)
+    np.testing.assert_array_equal(predicted, net.predict(X))
