@@ -82,19 +82,18 @@ class ModelHelper:
         return LoggedModel(found["model_id"], found["run_id"], Path(folder) if folder else None)
 
     def stop(self) -> None:
-        """End the helper: close its input (it leaves), then kill it by its pid if it lingers."""
-        try:
-            self.process.stdin.close()
-        except (OSError, ValueError):
-            pass
-        try:
-            self.process.wait(timeout=0.5 if not self.asked else 2.0)
-        except subprocess.TimeoutExpired:
+        """End the helper by its pid, at once.
+
+        It has nothing the driver still needs: a model it was asked for is in the store before
+        it answers, and a helper that was not asked, or did not answer in time, is replaced by
+        the driver logging the model itself. Waiting for its interpreter to leave with MLflow
+        loaded took 0.17 s of every sweep's end."""
+        for close in (self.process.stdin.close, lambda: os.kill(self.pid, 9)):
             try:
-                os.kill(self.pid, 9)
-            except ProcessLookupError:
+                close()
+            except (OSError, ValueError):
                 pass
-            self.process.wait()
+        self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
 
