@@ -79,28 +79,31 @@ def test_what_is_kept_is_bounded_forgotten_and_never_pickled(hydra_loader, monke
 
 @pytest.mark.slow
 def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, migrated_db):
-    """The same sweep under nnexp's sweeper and Hydra's: every job's .hydra/config.yaml and
-    overrides.yaml are the same, and so are their runs' parameters."""
+    """The same sweep under nnexp's sweeper (run by the basic launcher, and by the pool, which
+    ships the composed configs to its workers) and under Hydra's: every job's
+    .hydra/config.yaml and overrides.yaml are the same."""
     import shutil
 
     folders = {}
-    for sweeper in ("nnexp_basic", "basic"):
-        work = tmp_path / sweeper
+    for sweeper, launcher in (("nnexp_basic", "basic"), ("basic", "basic"), ("nnexp_basic", "pool")):
+        work = tmp_path / f"{sweeper}-{launcher}"
         work.mkdir()
         shutil.copy(migrated_db, work / "mlflow.db")
         done = subprocess.run(
-            [sys.executable, "-m", "nnexp", "-m", f"hydra/sweeper={sweeper}", "hydra.sweep.dir=sweep",
+            [sys.executable, "-m", "nnexp", "-m", f"hydra/sweeper={sweeper}", f"hydra/launcher={launcher}",
+             "hydra.sweep.dir=sweep",
              "data=spiral", "epochs=2", "progress=false", "tracking.log_model=false", "diagnostics=off",
              "optimizer=sgd,adam", "model.hidden=[8],[8,8]"],
             cwd=work, capture_output=True, text=True, timeout=300, env=_env(work))
         assert done.returncode == 0, done.stderr
         assert "4 jobs: 4 finished" in done.stdout
-        folders[sweeper] = work / "sweep"
-    for job in range(4):
-        for name in ("config.yaml", "overrides.yaml"):
-            ours = (folders["nnexp_basic"] / str(job) / ".hydra" / name).read_text()
-            theirs = (folders["basic"] / str(job) / ".hydra" / name).read_text()
-            assert ours == theirs, (job, name)
+        folders[sweeper, launcher] = work / "sweep"
+    theirs = folders["basic", "basic"]
+    for ours in (folders["nnexp_basic", "basic"], folders["nnexp_basic", "pool"]):   # pool ships them composed
+        for job in range(4):
+            for name in ("config.yaml", "overrides.yaml"):
+                assert ((ours / str(job) / ".hydra" / name).read_text()
+                        == (theirs / str(job) / ".hydra" / name).read_text()), (ours, job, name)
 
 
 def _env(work: Path) -> dict:
