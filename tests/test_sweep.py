@@ -168,3 +168,22 @@ def test_no_warm_up_for_the_basic_launcher_or_one_job():
                           overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"])
     assert warm_up_workers(basic) is None
     assert warm_up_workers(one_job) is None
+
+
+@pytest.mark.parametrize("task,preloaded", [
+    (["seed=0,1,2", "data=mnist"], True), (["lr=0.1,0.01"], True),
+    (["data=spiral,xor"], False), (["dtype=float32,float64"], False), (["data.limit=100,200"], False),
+    (["+experiment=mnist_relu,mnist_sigmoid_bn"], False)])
+def test_workers_load_the_data_only_when_no_job_can_differ_in_it(task, preloaded):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from nnexp.sweep.workers import jobs_data
+
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        config = compose(config_name="config", return_hydra_config=True, overrides=["data=mnist", "dtype=float32"])
+    OmegaConf.update(config, "hydra.overrides.task", task, force_add=True)
+    found = jobs_data(config)
+    assert (found is not None) == preloaded
+    if preloaded:
+        assert found["data"]["name"] == "mnist" and found["dtype"] == "float32" and found["seed"] == 0

@@ -61,6 +61,11 @@ def execute_job(index: int, overrides: Sequence[str], hydra_context: HydraContex
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
+def worker_count(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs`` (-1: one per CPU)."""
+    return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+
+
 class PoolLauncher(Launcher):
     def __init__(self, n_jobs: int = -1) -> None:
         from nnexp.launchers import POOL_LAUNCHER, worker_count_problem
@@ -78,7 +83,7 @@ class PoolLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def workers(self) -> int:
-        return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        return worker_count(self.n_jobs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from pathlib import Path
@@ -108,7 +113,9 @@ class PoolLauncher(Launcher):
             record_lost_job(self.config.hydra.overrides.hydra, initial_job_idx + index,
                             list(job_overrides[index]), what.pid, what.cause)
 
-        results = run_tasks(tasks, workers, on_lost=lost)
+        from nnexp.sweep.workers import children_draw_figures
+
+        results = run_tasks(tasks, workers, on_lost=lost, figures=children_draw_figures(self.config))
         return [result if not isinstance(result, Lost) else
                 JobReturn(overrides=list(job_overrides[index]), status=JobStatus.COMPLETED,
                           _return_value=math.inf)       # the sweep goes on; the store says FAILED

@@ -67,11 +67,12 @@ class Raised:
 
 
 class Worker:
-    """One worker process and the driver's end of its pipe; ``task`` is the index it runs."""
+    """One worker process and the driver's end of its pipe; ``task`` is the index it runs;
+    ``figures``, ``data``: what it prepares for its jobs (:func:`nnexp.sweep.workers.prepare_worker`)."""
 
-    def __init__(self, context) -> None:
+    def __init__(self, context, figures: bool = False, data: dict | None = None) -> None:
         ours, theirs = context.Pipe()
-        self.process = context.Process(target=serve, args=(theirs,), name="nnexp-pool-worker",
+        self.process = context.Process(target=serve, args=(theirs, figures, data), name="nnexp-pool-worker",
                                        daemon=True)
         self.process.start()
         theirs.close()
@@ -92,8 +93,9 @@ class Worker:
         _live.pop(self.process.pid, None)
 
 
-def serve(conn) -> None:
-    """A worker's life: import what jobs need, then run tasks until the pipe closes.
+def serve(conn, figures: bool = False, data: dict | None = None) -> None:
+    """A worker's life: import what jobs need (:func:`nnexp.sweep.workers.prepare_worker`),
+    then run tasks until the pipe closes.
 
     A task is ``(function, args)``; its result goes back as the next message. An interrupt
     while idle ends the worker quietly (an interrupt during a task is the job's to handle: it
@@ -104,7 +106,7 @@ def serve(conn) -> None:
         from nnexp.sweep.workers import prepare_worker
 
         try:
-            prepare_worker()
+            prepare_worker(figures, data)
         except Exception:  # noqa: BLE001 - an optimisation; the job imports what it needs
             pass
         while True:
@@ -124,11 +126,36 @@ def serve(conn) -> None:
         os._exit(EXIT_SIGNAL_BASE + signal.SIGINT)
 
 
+# workers started ahead of the sweep's first run_tasks (prestart), which takes them over
+_prestarted: list[Worker] = []
+
+
+def prestart(n_workers: int, figures: bool = False, data: dict | None = None) -> None:
+    """Start ``n_workers`` workers now, for the next :func:`run_tasks`: a sweep does it before
+    Hydra composes its jobs, so the workers import NumPy and nnexp (about 0.5 s each) and load
+    the jobs' ``data`` meanwhile.
+    Stopped like any worker on an interrupt (:func:`live_worker_pids`); daemons, so an
+    aborted sweep's leave with the driver."""
+    context = multiprocessing.get_context("spawn")
+    _prestarted.extend(Worker(context, figures, data) for _ in range(n_workers))
+
+
+def _workers(context, n: int, figures: bool) -> list[Worker]:
+    """``n`` workers: the prestarted ones still alive first (extra ones are let go)."""
+    alive = [worker for worker in _prestarted if worker.process.is_alive()]
+    taken, extra = alive[:n], [w for w in _prestarted if w not in alive[:n]]
+    _prestarted.clear()
+    _shut_down(extra)
+    return taken + [Worker(context, figures) for _ in range(n - len(taken))]
+
+
 def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
-              on_lost: Callable[[int, Lost], None] | None = None) -> list[Any]:
+              on_lost: Callable[[int, Lost], None] | None = None, figures: bool = False) -> list[Any]:
     """Run ``function(*args)`` for every task on up to ``n_workers`` worker processes; returns
     the results in task order, a :class:`Lost` for a task whose worker died (``on_lost(index,
-    lost)`` is called when that is seen, and a new worker replaces the dead one).
+    lost)`` is called when that is seen, and a new worker replaces the dead one). Workers that
+    :func:`prestart` started are used first; ``figures``: the jobs draw figures (their workers
+    import matplotlib ahead).
 
     An exception a task raises is raised here, as joblib does (nnexp's jobs catch their own
     errors: one that escapes is a fault of the launch itself). It and exceptions raised in the
@@ -140,7 +167,7 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
     context = multiprocessing.get_context("spawn")
     pending = deque(range(len(tasks)))
     results: list[Any] = [None] * len(tasks)
-    workers = [Worker(context) for _ in range(max(1, min(n_workers, len(tasks))))]
+    workers = _workers(context, max(1, min(n_workers, len(tasks))), figures)
     idle, busy = list(workers), []
     try:
         while pending or busy:
@@ -151,7 +178,7 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
                 else:                        # died between tasks: its task goes back
                     pending.appendleft(index)
                     _retire(worker, workers)
-                    idle.append(_spawn(context, workers))
+                    idle.append(_spawn(context, workers, figures))
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
             for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
                 busy.remove(worker)
@@ -168,7 +195,7 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_workers: int,
                 if on_lost is not None:
                     on_lost(worker.task, lost)
                 if pending:
-                    idle.append(_spawn(context, workers))
+                    idle.append(_spawn(context, workers, figures))
     finally:
         _shut_down(workers)
     return results
@@ -194,8 +221,8 @@ def _exitcode(worker: Worker) -> int | None:
     return worker.process.exitcode
 
 
-def _spawn(context, workers: list[Worker]) -> Worker:
-    worker = Worker(context)
+def _spawn(context, workers: list[Worker], figures: bool) -> Worker:
+    worker = Worker(context, figures)
     workers.append(worker)
     return worker
 

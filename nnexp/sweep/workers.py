@@ -59,26 +59,60 @@ def _joblib_arguments(config: DictConfig) -> dict[str, Any] | None:
     return arguments
 
 
-def prepare_worker() -> int:
-    """Run in each joblib worker before the jobs: import nnexp's run path, NumPy and matplotlib,
-    so the worker's first job starts as fast as its later ones. (MLflow is not needed: jobs
-    write to the store the parent has made through :mod:`nnexp.tracking.sqlite_backend`.)"""
-    import nnexp.app  # noqa: F401
+def prepare_worker(figures: bool = True, data: dict | None = None) -> int:
+    """Run in each worker before the jobs: import nnexp's run path and NumPy, and matplotlib if
+    its jobs draw ``figures`` (``tracking.child_figures=all``; about 0.6 s of a worker's start
+    otherwise spent for nothing), and load the jobs' ``data`` (:func:`jobs_data`), so that the
+    worker's first job starts as fast as its later ones. (MLflow is not needed: jobs write to
+    the store the parent has made through :mod:`nnexp.tracking.sqlite_backend`.)"""
+    import nnexp.app
     import nnexp.build  # noqa: F401
     import nnexp.core  # noqa: F401
-    import nnexp.plots
     import nnexp.progress  # noqa: F401
     import nnexp.sweep.job  # noqa: F401
     import nnexp.tracking  # noqa: F401
 
-    nnexp.plots.preload()
+    if figures:
+        import nnexp.plots
+
+        nnexp.plots.preload()
+    if data is not None:
+        try:   # what another seed can use again stays in nnexp.data.kept
+            nnexp.app.load_data(data, reuse=True)
+        except Exception:  # noqa: BLE001, S110 - the job itself reports what is wrong with its data
+            pass
     return os.getpid()
 
 
+def jobs_data(config: DictConfig) -> dict | None:
+    """What :func:`nnexp.app.load_data` needs to load the data set every job of this sweep uses
+    (the sweep's own ``data``, ``dtype`` and seed 0), or None when the jobs may differ in it
+    (the sweep varies ``data``, ``dtype`` or an ``experiment`` preset) or it cannot be read."""
+    from nnexp.sweep.identity import swept_keys
+
+    varied = [key.lstrip("+~") for key in swept_keys(config)]
+    if any(key == "dtype" or key.startswith(("data", "experiment")) for key in varied):
+        return None
+    try:
+        return {"data": OmegaConf.to_container(config.data, resolve=True), "dtype": str(config.dtype),
+                "seed": 0, "model": {"output": str(config.model.output)}}
+    except Exception:  # noqa: BLE001 - an optimisation; the jobs load their data themselves
+        return None
+
+
+def children_draw_figures(config: DictConfig) -> bool:
+    """Whether every job of this sweep draws its own figures (``tracking.child_figures=all``)."""
+    return OmegaConf.select(config, "tracking.child_figures", default="best") == "all"
+
+
 def warm_up_workers(config: DictConfig) -> threading.Thread | None:
-    """Start the joblib launcher's worker processes now, in a background thread, each running
-    :func:`prepare_worker`; returns the thread (its ``worker_pids`` are the warmed processes
-    once it is done), or None.
+    """Start the parallel launcher's worker processes now, each running :func:`prepare_worker`.
+
+    ``hydra/launcher=pool``: its workers are started here and taken over by the launcher
+    (:func:`nnexp.sweep.pool.prestart`); returns None.
+
+    joblib: in a background thread; returns the thread (its ``worker_pids`` are the warmed
+    processes once it is done), or None for another launcher or one job at a time.
 
     Nothing waits for it: while the workers import, the parent creates the parent run and
     Hydra composes every job's config to validate the sweep (about 0.1 s a job). The
@@ -86,6 +120,15 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
     even while the warm-up call is still running, and its jobs queue behind the warm-up tasks.
     Best effort: if it fails, each worker imports what it needs in its first job instead.
     """
+    from nnexp.launchers import POOL_LAUNCHER
+
+    figures, data = children_draw_figures(config), jobs_data(config)
+    if OmegaConf.select(config, "hydra.launcher._target_") == POOL_LAUNCHER:
+        from hydra_plugins.nnexp_pool.pool_launcher import worker_count
+        from nnexp.sweep.pool import prestart
+
+        prestart(worker_count(OmegaConf.select(config, "hydra.launcher.n_jobs")), figures, data)
+        return None
     arguments = _joblib_arguments(config)
     if arguments is None:
         return None
@@ -95,7 +138,8 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
             from joblib import Parallel, delayed, effective_n_jobs
 
             workers = effective_n_jobs(arguments.get("n_jobs") or 1)
-            thread.worker_pids = set(Parallel(**arguments)(delayed(prepare_worker)() for _ in range(workers)))
+            thread.worker_pids = set(Parallel(**arguments)(delayed(prepare_worker)(figures, data)
+                                                          for _ in range(workers)))
         except Exception as error:  # noqa: BLE001 - an optimisation; the jobs still run without it
             print(f"sweep: workers not warmed up ({type(error).__name__}: {error})",
                   file=sys.stderr, flush=True)

@@ -106,3 +106,22 @@ def test_joblib_sweep_with_a_sigkilled_worker_leaves_no_run_running(migrated_sto
     assert "RUNNING" not in {r.info.status for r in runs}
     (parent,) = [r for r in runs if r.data.tags.get("nnexp.sweep") == "parent"]
     assert parent.info.status == "FAILED"
+
+
+def _kept_data_and_pid():
+    from nnexp.data import kept
+
+    return sorted(kept._kept), os.getpid()
+
+
+def test_prestarted_workers_are_taken_over_with_the_data_they_loaded():
+    """A sweep starts its pool's workers before Hydra composes its jobs, and they load the jobs'
+    data set meanwhile (nnexp.sweep.workers.prepare_worker); run_tasks then uses them."""
+    data = {"data": {"name": "digits", "scaling": "minmax", "val_fraction": 0.2, "test_fraction": 0.2,
+                     "limit": None}, "dtype": "float32", "seed": 0, "model": {"output": "softmax"}}
+    pool.prestart(2, figures=False, data=data)
+    started = set(pool.live_worker_pids())
+    assert len(started) == 2
+    results = pool.run_tasks([(_kept_data_and_pid, ())] * 4, 2)
+    assert {pid for _, pid in results} <= started
+    assert all(kinds == ["scaled", "source"] for kinds, _ in results)   # digits: pixels 0-16, minmax
