@@ -89,8 +89,13 @@ def _compare(args, uri: str) -> int:
 
     from nnexp.sweep import summary
     from nnexp.sweep.job import read_job_records
+    from nnexp.tracking.replay import replay_pending
 
     client = MlflowClient(uri)
+    backend = MlflowBackend(client)
+    # what a run could not write during a store outage (nnexp/tracking/replay.py), first: the
+    # comparison is then of every point the runs logged
+    replay_pending(backend, uri)
     if args.experiment:
         experiment = client.get_experiment_by_name(args.experiment)
         if experiment is None:
@@ -100,7 +105,6 @@ def _compare(args, uri: str) -> int:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
     parent = find_parent(client, experiment_ids, args.sweep)
     swept = [k for k in parent.tags.get("nnexp.swept", "").split(",") if k]
-    backend = MlflowBackend(client)
     rows = summary.sweep_rows(backend, parent.experiment_id, parent.run_id, swept,
                               read_job_records(parent.tags))
     if not rows:

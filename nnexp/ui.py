@@ -87,6 +87,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def replay_before_serving(uri: str) -> None:
+    """Write what runs could not write during a store outage (nnexp/tracking/replay.py) before
+    the UI shows them; MLflow is imported for it only when there is something to write. A store
+    that still refuses keeps the files for the next command, and the UI starts anyway."""
+    from nnexp.tracking.replay import pending, replay_pending
+
+    if not pending(uri):
+        return
+    from nnexp.errors import one_line
+    from nnexp.tracking.mlflow_backend import MlflowBackend
+    from nnexp.tracking.store import import_mlflow_client
+
+    try:
+        replay_pending(MlflowBackend(import_mlflow_client()(tracking_uri=uri)), uri)
+    except Exception as error:  # noqa: BLE001 - the UI still shows what the store has
+        print(f"nnexp.ui: warning: could not write the runs' pending records ({one_line(error)}); "
+              f"they are kept for the next command", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     from nnexp.errors import NnexpError
 
@@ -112,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     if not is_loopback(args.host):
         print(f"nnexp.ui: warning: --host {args.host} makes the UI reachable from other machines, and it "
               f"has no authentication: anyone who reaches it can read and delete runs", file=sys.stderr)
+    replay_before_serving(uri)
     cmd = command(uri, args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     urls = experiment_urls(uri, f"http://{host}:{args.port}")
