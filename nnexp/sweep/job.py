@@ -34,9 +34,29 @@ MAX_ERROR = 1000   # characters of a job's error kept in its record (tags hold u
 
 
 def record_job(store, context: JobContext, job: int, record: Mapping[str, Any]) -> None:
-    """Write ``record`` as the parent's tag ``nnexp.job.<job>``."""
+    """Write ``record`` as the parent's tag ``nnexp.job.<job>``; a store that takes no writes
+    for a while (a lock, a full disk) is waited for as a run's writes are
+    (:class:`nnexp.tracking.outage.Retrier`: ``StoreUnavailable`` past the wait)."""
+    from nnexp.tracking.outage import Retrier
+
     text = json.dumps({**record, "invocation": context.invocation}, default=str, sort_keys=True)
-    store.backend.log_batch(context.parent_run_id, tags={f"{JOB_RECORD_PREFIX}{job}": text})
+    Retrier(store.uri).call(lambda: store.backend.log_batch(context.parent_run_id,
+                                                            tags={f"{JOB_RECORD_PREFIX}{job}": text}))
+
+
+# The sweep's store as this process opened it, for its next jobs: opening checks the file, ends
+# stale runs and writes pending replays, which a process needs once, not once a job.
+_opened: dict[tuple[str, str], Any] = {}
+
+
+def store_of(context: JobContext):
+    """The store and experiment of ``context``, opened once per process."""
+    from nnexp import tracking
+
+    key = (context.tracking_uri, context.experiment)
+    if key not in _opened:
+        _opened[key] = tracking.open_store(*key)
+    return _opened[key]
 
 
 def read_job_records(tags: Mapping[str, str], invocation: str | None = None) -> dict[int, dict[str, Any]]:
@@ -60,7 +80,6 @@ def record_lost_job(hydra_overrides, job: int, overrides: Sequence[str], pid: in
     print one line and record the job FAILED unless the job recorded its own end (an
     interrupted worker writes KILLED before it leaves). Its run, if it had one, is ended
     FAILED by the summary (:func:`nnexp.tracking.store.mark_stale_runs_failed`)."""
-    from nnexp import tracking
 
     print(f"sweep: job {job} ({' '.join(overrides)}): its worker process {pid} {cause}; "
           f"the other jobs go on", file=sys.stderr, flush=True)
@@ -69,7 +88,7 @@ def record_lost_job(hydra_overrides, job: int, overrides: Sequence[str], pid: in
         return
     from nnexp.sweep.tags import TAG_SWEEP_RUN
 
-    store = tracking.open_store(context.tracking_uri, context.experiment)
+    store = store_of(context)
     backend, experiments = store.backend, [store.experiment_id]
     (parent,) = backend.find_runs(experiments, tags={TAG_SWEEP_RUN: context.parent_run_id})
     own = read_job_records(parent.tags, context.invocation).get(job)
@@ -121,7 +140,7 @@ def _joined_job(cfg: dict, context: JobContext, job: int, overrides: Sequence[st
 
     if isinstance(cfg.get("data"), dict) and "root" in cfg["data"]:
         cfg["data"]["root"] = context.data_root_for(cfg["data"]["root"])
-    store = tracking.open_store(context.tracking_uri, context.experiment)
+    store = store_of(context)
     base = {"job": job, "overrides": list(overrides), "pid": os.getpid()}
     record_job(store, context, job, {**base, "status": "RUNNING"})
     try:

@@ -259,3 +259,22 @@ def test_a_damaged_metrics_page_is_named_and_no_run_starts(earlier_store, tmp_pa
             assert word in lines[0], lines[0]
     assert db.read_bytes() == before
     assert rows(db, "select status from runs") == [("FINISHED",)]
+
+
+def test_a_lock_held_during_a_sweep_is_waited_out_by_every_job_and_record(migrated_store):
+    """The jobs' records on the parent (nnexp.job.<n>) wait for the store as the runs' writes
+    do: a lock held across a job's end and the next job's start costs time, not results."""
+    workdir = migrated_store
+    db = workdir / "mlruns" / "mlflow.db"
+    env = store_env(workdir, db, wait=15)   # each attempt waits up to 3.75 s for the lock
+    process = start(workdir, env, "-m", *TRAINING, "data.n_per_class=300", "epochs=60", "seed=0,1,2,3,4,5")
+    wait_for_epochs(db, process)
+    holder = hold_lock(db, 6)
+    stdout, stderr = process.communicate(timeout=300)
+    holder.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "6 jobs: 6 finished" in stdout, stdout + stderr
+    assert "takes no writes (database is locked)" in stderr and "Traceback" not in stderr
+    assert rows(db, "select count(*) from runs where status != 'FINISHED'") == [(0,)]
+    records = [json.loads(value) for (value,) in rows(db, "select value from tags where key like 'nnexp.job.%'")]
+    assert sorted(r["job"] for r in records) == list(range(6)) and {r["status"] for r in records} == {"FINISHED"}
