@@ -204,9 +204,11 @@ def summarise_sweep(parent, invocation: str, swept: Sequence[str], on_best=None)
     """
     from nnexp.sweep.job import read_job_records
     from nnexp.sweep.tags import TAG_SWEEP_RUN
+    from nnexp.tracking import replay
     from nnexp.tracking.store import mark_stale_runs_failed
 
     backend, store = parent.backend, parent.store
+    replay.replay_pending(backend, store.uri)   # what a job's run could not write during an outage
     mark_stale_runs_failed(store)   # children whose worker died (SIGKILL) end FAILED now
     (me,) = [r for r in backend.find_runs([store.experiment_id], tags={TAG_SWEEP_RUN: parent.run_id})]
     all_records = read_job_records(me.tags)
