@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,27 @@ def test_workers_load_the_data_only_when_no_job_can_differ_in_it(task, preloaded
     assert (found is not None) == preloaded
     if preloaded:
         assert found["data"]["name"] == "mnist" and found["dtype"] == "float32" and found["seed"] == 0
+
+
+@pytest.mark.parametrize("overrides,threads", [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "1"),
+    (["hydra/launcher=pool", "hydra.launcher.n_jobs=-1"], "1"),
+    (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=2"], "2"),
+    (["hydra/launcher=submitit_local"], None),    # no CPU count asked for: left alone
+    ([], None)])
+def test_parallel_jobs_get_the_blas_threads_of_their_cpus(overrides, threads, monkeypatch):
+    from hydra import compose, initialize_config_module
+
+    from nnexp.sweep.workers import BLAS_THREAD_VARIABLES, limit_blas_threads
+
+    if any("submitit" in o for o in overrides):
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
+    for variable in BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        config = compose(config_name="config", return_hydra_config=True, overrides=overrides)
+    for variable in BLAS_THREAD_VARIABLES:
+        monkeypatch.setenv(variable, "sentinel")   # restored after the test
+        monkeypatch.delenv(variable)
+    limit_blas_threads(config)
+    assert {os.environ.get(v) for v in BLAS_THREAD_VARIABLES} == {threads}

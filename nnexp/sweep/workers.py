@@ -27,15 +27,23 @@ STOP_GRACE_SECONDS = 6.0
 
 
 def limit_blas_threads(config: DictConfig) -> None:
-    """With jobs in parallel processes, give each one BLAS thread so cores are not oversubscribed.
+    """With jobs in parallel processes, give each one BLAS thread (pool, joblib: ``n_jobs``) or
+    as many as the CPUs it asks for (submitit, local or SLURM: ``cpus_per_task``), so that
+    cores are not oversubscribed.
 
-    The variables must be set before the workers start and import NumPy; this process's own
-    NumPy is already loaded and keeps its threads (it does not train in a parallel sweep).
+    The variables must be set before the workers start and import NumPy (a submitit job, local
+    or under SLURM's default ``--export=ALL``, inherits them); this process's own NumPy is
+    already loaded and keeps its threads (it does not train in a parallel sweep).
     """
+    threads = None
     n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs")
     if n_jobs is not None and n_jobs != 1:
+        threads = 1
+    elif "submitit" in str(OmegaConf.select(config, "hydra.launcher._target_") or ""):
+        threads = OmegaConf.select(config, "hydra.launcher.cpus_per_task")
+    if threads:
         for variable in BLAS_THREAD_VARIABLES:
-            os.environ[variable] = "1"
+            os.environ[variable] = str(threads)
 
 
 def _joblib_arguments(config: DictConfig) -> dict[str, Any] | None:
