@@ -116,7 +116,8 @@ def _die_with(parent: int) -> None:
 
 
 def _warm_up(tracking_uri: str) -> None:
-    """Import what logging a model needs and open MLflow's store for ``tracking_uri``."""
+    """Import what logging a model needs, open MLflow's store for ``tracking_uri`` and rehearse
+    a model's save (:func:`nnexp.tracking.model.rehearse`)."""
     from nnexp.tracking.store import _collector_paused, import_mlflow_client
 
     with _collector_paused():
@@ -126,7 +127,10 @@ def _warm_up(tracking_uri: str) -> None:
         import mlflow.pyfunc  # noqa: F401
     from mlflow import MlflowClient
 
+    from nnexp.tracking.model import rehearse
+
     MlflowClient(tracking_uri).search_experiments(max_results=1)   # makes the store (SQLAlchemy)
+    rehearse()   # the rest of what the first model of a process costs
 
 
 def main(argv: list[str] | None = None) -> int:
