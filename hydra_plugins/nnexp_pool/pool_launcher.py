@@ -113,9 +113,10 @@ class PoolLauncher(Launcher):
             record_lost_job(self.config.hydra.overrides.hydra, initial_job_idx + index,
                             list(job_overrides[index]), what.pid, what.cause)
 
-        from nnexp.sweep.workers import children_draw_figures
+        from nnexp.sweep.workers import children_draw_figures, summary_preload
 
-        results = run_tasks(tasks, workers, on_lost=lost, figures=children_draw_figures(self.config))
+        results = run_tasks(tasks, workers, on_lost=lost, figures=children_draw_figures(self.config),
+                            while_waiting=summary_preload)
         return [result if not isinstance(result, Lost) else
                 JobReturn(overrides=list(job_overrides[index]), status=JobStatus.COMPLETED,
                           _return_value=math.inf)       # the sweep goes on; the store says FAILED

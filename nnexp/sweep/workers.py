@@ -108,6 +108,18 @@ def jobs_data(config: DictConfig) -> dict | None:
         return None
 
 
+def summary_preload() -> None:
+    """Import matplotlib (``nnexp.plots.preload``, about 0.3 s) in a driver whose jobs run in
+    other processes, while it waits for them: the sweep's summary draws its plots without
+    paying for the import at the end. Best effort."""
+    try:
+        import nnexp.plots
+
+        nnexp.plots.preload()
+    except Exception:  # noqa: BLE001, S110 - the summary imports it when it draws
+        pass
+
+
 def children_draw_figures(config: DictConfig) -> bool:
     """Whether every job of this sweep draws its own figures (``tracking.child_figures=all``)."""
     return OmegaConf.select(config, "tracking.child_figures", default="best") == "all"
@@ -148,6 +160,7 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
             workers = effective_n_jobs(arguments.get("n_jobs") or 1)
             thread.worker_pids = set(Parallel(**arguments)(delayed(prepare_worker)(figures, data)
                                                           for _ in range(workers)))
+            summary_preload()   # the driver waits on the launcher's own call from now on
         except Exception as error:  # noqa: BLE001 - an optimisation; the jobs still run without it
             print(f"sweep: workers not warmed up ({type(error).__name__}: {error})",
                   file=sys.stderr, flush=True)
