@@ -76,25 +76,21 @@ def scaled_features(src: Source, rows: Rows, kind: str, dtype: np.dtype, kept_as
     ``features(part, rows)``, the scaled ``(len(rows), d)`` features of those rows of ``src.X``
     (None: of ``X_test``) for ``part`` (train, val or test).
 
-    A scaling that ignores the split (``none``; ``minmax`` over a known value range) scales
-    every sample once and gathers rows from that. With ``kept_as`` (a key) the scaled samples
-    are kept for the next call, and rows are gathered into the previous call's arrays once
-    nobody holds those (:mod:`nnexp.data.kept`). Either way each number is ``transform``'s,
-    bit for bit.
+    Each split's raw rows are gathered, then scaled. With ``kept_as`` (a key: the jobs of a
+    sweep) and a scaling that ignores the split (``none``; ``minmax`` over a known value range),
+    every sample is scaled once instead and kept for the next call, and each split's rows are
+    gathered from that into the previous call's arrays once nobody holds those
+    (:mod:`nnexp.data.kept`). Either way each number is ``transform``'s, bit for bit.
     """
-    if kind == "none" or (kind == "minmax" and src.value_range is not None):
+    if kept_as is not None and (kind == "none" or (kind == "minmax" and src.value_range is not None)):
         scaler = fit_scaler(kind, src.X[:0], src.value_range)
 
         def scale_all():
             both = (transform(src.X, scaler, dtype),
                     None if src.X_test is None else transform(src.X_test, scaler, dtype))
-            if kept_as is not None:
-                kept.read_only(*both)
+            kept.read_only(*both)
             return both
 
-        if kept_as is None:
-            X, X_test = scale_all()
-            return scaler, lambda part, r: X_test if r is None else X.take(r, axis=0)
         X, X_test = kept.remember("scaled", kept_as, scale_all)
         return scaler, lambda part, r: X_test if r is None else kept.gather(part, X, r)
     X_train = src.X[rows.train]
