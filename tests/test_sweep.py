@@ -203,12 +203,10 @@ def test_parallel_jobs_get_the_blas_threads_of_their_cpus(overrides, threads, mo
 
     if any("submitit" in o for o in overrides):
         pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
-    for variable in BLAS_THREAD_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
     with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
         config = compose(config_name="config", return_hydra_config=True, overrides=overrides)
-    for variable in BLAS_THREAD_VARIABLES:
-        monkeypatch.setenv(variable, "sentinel")   # restored after the test
+    for variable in BLAS_THREAD_VARIABLES:   # unset, and restored after the test (monkeypatch
+        monkeypatch.setenv(variable, "x")    # records only a variable that it found set)
         monkeypatch.delenv(variable)
     limit_blas_threads(config)
     assert {os.environ.get(v) for v in BLAS_THREAD_VARIABLES} == {threads}

@@ -139,3 +139,16 @@ def shared_data():
     if path is None:
         pytest.skip("real data folder absent (set NNEXP_TEST_DATA_DIR to <shared>/data)")
     return path
+
+
+@pytest.fixture
+def fake_roots(tmp_path, make_idx_set):
+    """Small MNIST and Fashion-MNIST folders under one root; returns the root."""
+    make_idx_set(tmp_path / "root" / "mnist", seed=0)
+    make_idx_set(tmp_path / "root" / "fashion-mnist", seed=10)
+    return tmp_path / "root"
+
+
+def options_for(name, root):
+    """The options that point a file-backed data set at ``fake_roots``; none for the others."""
+    return {"root": root, "download": False} if name in ("mnist", "fashion_mnist") else {}

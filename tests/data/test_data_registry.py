@@ -13,20 +13,9 @@ import yaml
 
 from nnexp.data import DATASETS, Dataset, load
 from nnexp.errors import DataError
+from tests.data.conftest import options_for
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fake_roots(tmp_path, make_idx_set):
-    """Small MNIST and Fashion-MNIST folders under one root; returns the root."""
-    make_idx_set(tmp_path / "root" / "mnist", seed=0)
-    make_idx_set(tmp_path / "root" / "fashion-mnist", seed=10)
-    return tmp_path / "root"
-
-
-def options_for(name, root):
-    return {"root": root, "download": False} if name in ("mnist", "fashion_mnist") else {}
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

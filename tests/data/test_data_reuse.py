@@ -10,20 +10,9 @@ import numpy as np
 import pytest
 
 from nnexp.data import DATASETS, kept, load
+from tests.data.conftest import options_for
 
 PARTS = ("train", "val", "test")
-
-
-@pytest.fixture
-def fake_roots(tmp_path, make_idx_set):
-    """Small MNIST and Fashion-MNIST folders under one root."""
-    make_idx_set(tmp_path / "root" / "mnist", seed=0)
-    make_idx_set(tmp_path / "root" / "fashion-mnist", seed=10)
-    return tmp_path / "root"
-
-
-def options_for(name, root):
-    return {"root": root, "download": False} if name in ("mnist", "fashion_mnist") else {}
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from nnexp.sweep import compose_once
 from nnexp.sweep.compose_once import ComposedOnce
+from tests.reliability.helpers import isolated_env
 
 JOBS = (["seed=3"], ["optimizer=sgd", "lr=0.1"], ["model=wide", "data=spiral"], ["+sweep=depth"])
 
@@ -94,7 +94,7 @@ def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, mi
              "hydra.sweep.dir=sweep",
              "data=spiral", "epochs=2", "progress=false", "tracking.log_model=false", "diagnostics=off",
              "optimizer=sgd,adam", "model.hidden=[8],[8,8]"],
-            cwd=work, capture_output=True, text=True, timeout=300, env=_env(work))
+            cwd=work, capture_output=True, text=True, timeout=300, env=isolated_env(work))
         assert done.returncode == 0, done.stderr
         assert "4 jobs: 4 finished" in done.stdout
         folders[sweeper, launcher] = work / "sweep"
@@ -106,15 +106,7 @@ def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, mi
                         == (theirs / str(job) / ".hydra" / name).read_text()), (ours, job, name)
 
 
-def _env(work: Path) -> dict:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", NNEXP_CACHE_DIR=str(work / "cache"))
-    return env
-
-
-def test_a_sweep_file_still_chooses_its_own_sweeper(compose):
+def test_a_sweep_file_still_chooses_its_own_sweeper():
     """conf/sweeper_default.yaml makes nnexp's sweeper the default without beating a sweep
     file's choice (an override in config.yaml itself would)."""
     from hydra import compose as hydra_compose
