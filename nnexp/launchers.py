@@ -63,6 +63,11 @@ POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 
 
+def worker_count(n_jobs: int) -> int:
+    """Worker processes of the pool launcher for ``n_jobs`` (-1: one per CPU)."""
+    return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+
+
 def worker_count_problem(launcher_target: str | None, n_jobs: Any) -> str | None:
     """What is wrong with ``n_jobs`` for the pool or joblib launcher, or None."""
     whole = isinstance(n_jobs, int) and not isinstance(n_jobs, bool)

@@ -10,7 +10,6 @@ until a sweep is launched, since Hydra imports every plugin at start-up.
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,11 +60,6 @@ def execute_job(index: int, overrides: Sequence[str], hydra_context: HydraContex
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
-def worker_count(n_jobs: int) -> int:
-    """Worker processes for ``n_jobs`` (-1: one per CPU)."""
-    return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
-
-
 class PoolLauncher(Launcher):
     def __init__(self, n_jobs: int = -1) -> None:
         from nnexp.launchers import POOL_LAUNCHER, worker_count_problem
@@ -83,6 +77,8 @@ class PoolLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def workers(self) -> int:
+        from nnexp.launchers import worker_count
+
         return worker_count(self.n_jobs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

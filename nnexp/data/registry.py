@@ -199,7 +199,10 @@ def load(
 
     data_seed, split_seed = np.random.SeedSequence(int(seed)).spawn(2)
     kept_as = (name, repr(sorted(specific.items()))) if reuse and not loader.generated else None
-    fetch = lambda: loader.fetch(rng=np.random.default_rng(data_seed), **specific)  # noqa: E731
+
+    def fetch():
+        return loader.fetch(rng=np.random.default_rng(data_seed), **specific)
+
     src = kept.remember("source", kept_as, fetch) if kept_as is not None else fetch()
     n_classes = len(src.class_names)
     if targets == "binary" and n_classes != 2:

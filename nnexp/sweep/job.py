@@ -80,7 +80,6 @@ def record_lost_job(hydra_overrides, job: int, overrides: Sequence[str], pid: in
     print one line and record the job FAILED unless the job recorded its own end (an
     interrupted worker writes KILLED before it leaves). Its run, if it had one, is ended
     FAILED by the summary (:func:`nnexp.tracking.store.mark_stale_runs_failed`)."""
-
     print(f"sweep: job {job} ({' '.join(overrides)}): its worker process {pid} {cause}; "
           f"the other jobs go on", file=sys.stderr, flush=True)
     context = JobContext.from_overrides(hydra_overrides)

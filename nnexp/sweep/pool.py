@@ -144,17 +144,16 @@ def prestart(n_workers: int, figures: bool = False, data: dict | None = None) ->
 
 def _workers(context, n: int, figures: bool) -> list[Worker]:
     """``n`` workers: the prestarted ones still alive first (extra ones are let go)."""
-    alive = [worker for worker in _prestarted if worker.process.is_alive()]
-    taken, extra = alive[:n], [w for w in _prestarted if w not in alive[:n]]
+    taken = [worker for worker in _prestarted if worker.process.is_alive()][:n]
+    _shut_down([worker for worker in _prestarted if worker not in taken])
     _prestarted.clear()
-    _shut_down(extra)
     return taken + [Worker(context, figures) for _ in range(n - len(taken))]
 
 
 def _leave() -> None:
     """End a worker whose pipe closed, without the interpreter's teardown of NumPy, Hydra and
-    nnexp (0.2-0.4 s that the driver, joining its workers, waited for at every sweep's end):
-    its runs are closed and its records written; log handlers and streams are flushed here."""
+    nnexp, which the driver, joining its workers, waited for at every sweep's end: its runs
+    are closed and its records written; log handlers and streams are flushed here."""
     import logging
 
     logging.shutdown()

@@ -140,11 +140,10 @@ def warm_up_workers(config: DictConfig) -> threading.Thread | None:
     even while the warm-up call is still running, and its jobs queue behind the warm-up tasks.
     Best effort: if it fails, each worker imports what it needs in its first job instead.
     """
-    from nnexp.launchers import POOL_LAUNCHER
+    from nnexp.launchers import POOL_LAUNCHER, worker_count
 
     figures, data = children_draw_figures(config), jobs_data(config)
     if OmegaConf.select(config, "hydra.launcher._target_") == POOL_LAUNCHER:
-        from hydra_plugins.nnexp_pool.pool_launcher import worker_count
         from nnexp.sweep.pool import prestart
 
         prestart(worker_count(OmegaConf.select(config, "hydra.launcher.n_jobs")), figures, data)
