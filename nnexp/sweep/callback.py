@@ -1,7 +1,7 @@
 """The sweep's driver side: :class:`SweepCallback`, registered in ``conf/config.yaml``.
 
-Before any job is composed it refuses sweeps that would split across stores or experiments,
-opens the store, creates (or, on resume, reopens) the parent run, gives the sweep a folder of
+Before any job is composed it refuses sweeps that would split across stores or experiments or
+that cannot compose (:mod:`nnexp.sweep.preflight`), opens the store, creates (or, on resume, reopens) the parent run, gives the sweep a folder of
 its own, and appends the job context (:mod:`nnexp.sweep.context`) to the overrides every job is
 composed from. When the sweep ends it writes the summary read back from the store
 (:mod:`nnexp.sweep.summary`) into the parent and ends it.
@@ -18,7 +18,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from nnexp.sweep import identity, tags, workers
+from nnexp.sweep import identity, preflight, tags, workers
 from nnexp.sweep.context import JobContext, _quoted, absolute_uri
 from nnexp.sweep.signals import InterruptHandlers
 from nnexp.sweep.streams import tolerate_closed_stdout
@@ -144,6 +144,7 @@ class SweepCallback(Callback):
         tolerate_closed_stdout()
         workers.limit_blas_threads(config)  # before any worker process starts
         workers.warm_up_workers(config)  # not waited for: see warm_up_workers
+        preflight.check_sweep_composes(config)   # before the store, the parent or a folder exist
         uri = absolute_uri(tracking.resolve_uri(OmegaConf.select(config, "tracking.uri")), Path.cwd())
         experiment = identity.experiment_name(config)
         self.store = store = tracking.open_store(uri, experiment)

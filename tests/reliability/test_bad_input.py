@@ -255,21 +255,15 @@ def test_malformed_tracking_uri(with_earlier_run, uri, expected):
     assert_untouched(workdir, before)
 
 
-def test_bad_group_option_in_a_sweep_fails_the_parent_in_one_line(with_earlier_run):
-    """Hydra composes the jobs' configs after the sweep's parent run exists (a sweep whose
-    only value is bad fails earlier, like a single run): no job runs, the parent is ended
-    FAILED with the message, and nothing is left RUNNING."""
+def test_bad_group_option_in_a_sweep_is_refused_before_its_parent_exists(with_earlier_run):
+    """The sweep's jobs are composed once before anything is written (nnexp.sweep.preflight):
+    one line, exit 2, no parent run, no experiment, no folder, the earlier run untouched.
+    Before, Hydra's own check came after the parent run existed and left it FAILED."""
     workdir, before = with_earlier_run
     result = nnexp("-m", "optimizer=sgd,adamx", *QUICK, cwd=workdir)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("nnexp:")]
     assert len(errors) == 1 and "Could not find 'optimizer/adamx'" in errors[0]
-    assert "Traceback" not in result.stderr
-    client = client_for(workdir)
-    runs = {r.info.run_name: r for r in all_runs(client) if r.info.run_id != before.run_id}
-    (parent,) = [r for r in runs.values() if r.data.tags.get("nnexp.sweep") == "parent"]
-    assert parent.info.status == "FAILED"
-    assert "Could not find 'optimizer/adamx'" in parent.data.tags["nnexp.error"]
-    assert len(runs) == 1
-    after = snapshot(workdir, before.run_id)
-    assert (after.status, after.metrics, after.curves) == (before.status, before.metrics, before.curves)
+    assert "Traceback" not in result.stderr and "sweep: parent run" not in result.stdout
+    assert not (workdir / "multirun").exists()
+    assert_untouched(workdir, before)
