@@ -199,7 +199,11 @@ def _creation_lock(db: Path):
     """
     path = db.with_name(db.name + ".lock")
     while True:
-        handle = open(path, "a")
+        try:
+            handle = open(path, "a")
+        except OSError as error:   # e.g. /proc: root passes os.access, but no file can be made
+            raise TrackingError(f"cannot create files in the MLflow store folder {path.parent}: "
+                                f"{error.strerror} (choose another with MLFLOW_TRACKING_URI)") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             if _names(path, handle):

@@ -197,7 +197,7 @@ def test_mlruns_folder_that_cannot_be_written(with_earlier_run):
 
 
 @pytest.mark.parametrize("make", ["file_where_folder_expected", "database_is_a_folder",
-                                  "database_is_garbage", "under_proc"])
+                                  "database_is_garbage", "under_proc", "in_proc"])
 def test_tracking_store_that_cannot_be_used(with_earlier_run, make):
     workdir, before = with_earlier_run
     elsewhere = workdir / "elsewhere"
@@ -213,8 +213,10 @@ def test_tracking_store_that_cannot_be_used(with_earlier_run, make):
         elsewhere.mkdir()
         db.write_bytes(b"this is not a database" * 100)
         expected = f"the MLflow store {db} is not a usable SQLite database"
-    else:
+    elif make == "under_proc":
         db, expected = "/proc/nnexp-test/mlflow.db", "cannot create the MLflow store folder /proc/nnexp-test"
+    else:   # the folder exists and root may write to it, but it takes no new file
+        db, expected = "/proc/mlflow.db", "cannot create files in the MLflow store folder /proc"
     result = nnexp(*QUICK, cwd=workdir, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
     assert result.returncode == 2, result.stderr
     assert expected in one_error_line(result)
