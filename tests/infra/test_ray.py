@@ -4,11 +4,22 @@ The head has no CPUs, so every job runs on the worker, whose processes start in 
 own folder with an environment that names no tracking store: a job finds its sweep (parent,
 experiment, store) only from what the launcher ships with it. The store is the team server
 (``mlflow server`` on PostgreSQL), so the jobs need no shared folder for their artifacts either.
+
+Ray 2.60's GCS, raylet and agents listen on every interface whatever ``--node-ip-address``
+says (``ss -ltnp`` shows ``*:PORT``). So the whole test (PostgreSQL, the MLflow server, both Ray
+nodes and the sweep) runs in a private network namespace whose only interface is loopback
+(``unshare -n``, as root): :func:`test_sweep_on_ray_cluster_logs_to_team_server` starts
+pytest again there, on :func:`test_ray_cluster_sweep_in_a_private_network`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +28,44 @@ from tests.infra.services import Missing, RayCluster
 
 pytestmark = pytest.mark.slow
 JOBS, EPOCHS = 4, 5
+# set in the private network namespace the test re-runs itself in
+INSIDE = "NNEXP_TEST_PRIVATE_NETWORK"
+
+
+def _private_network_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for a private network namespace (unshare -n): Ray listens on every interface"
+    missing = [c for c in ("unshare", "ip") if shutil.which(c) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (apt-get install util-linux iproute2)"
+    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
+        return "cannot create a network namespace here (unshare -n)"
+    return None
+
+
+def test_sweep_on_ray_cluster_logs_to_team_server(tmp_path):
+    """The sweep below, in a network of its own (see the module docstring)."""
+    if os.environ.get(INSIDE):
+        pytest.skip("this is the namespace's own run of the test below")
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
+    problem = _private_network_problem()
+    if problem:
+        pytest.skip(problem)
+    inner = f"{Path(__file__).relative_to(REPO)}::test_ray_cluster_sweep_in_a_private_network"
+    command = ["unshare", "-n", "bash", "-c", 'ip link set lo up && exec "$@"', "private-network",
+               sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+               "--basetemp", str(tmp_path / "inside"), inner]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, INSIDE: "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=1200)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)   # the namespace's services die with its processes
+        out, _ = process.communicate()
+        raise AssertionError(f"the test in the private network did not end in 20 min:\n{out[-4000:]}") from None
+    if " skipped" in out and " passed" not in out:
+        pytest.skip(out.strip().splitlines()[-2] if len(out.strip().splitlines()) > 1 else out)
+    assert process.returncode == 0 and "1 passed" in out, out[-6000:]
 
 
 @pytest.fixture
@@ -37,7 +86,9 @@ def ray_cluster(tmp_path, team_server):
         cluster.stop()
 
 
-def test_sweep_on_ray_cluster_logs_to_team_server(ray_cluster, team_server, tmp_path, monkeypatch):
+@pytest.mark.skipif(not os.environ.get(INSIDE), reason="run in a private network namespace by "
+                    "test_sweep_on_ray_cluster_logs_to_team_server")
+def test_ray_cluster_sweep_in_a_private_network(ray_cluster, team_server, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     driver = tmp_path / "driver"
