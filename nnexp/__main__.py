@@ -62,6 +62,7 @@ def main() -> None:
     # Let Hydra's exceptions reach us so that we can print them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from nnexp import cli, outcome
+    from nnexp.config import unknown_override
     from nnexp.errors import one_line
     from nnexp.sweep import SweepAborted
 
@@ -76,7 +77,7 @@ def main() -> None:
         except KeyboardInterrupt as interrupt:
             _interrupted(out, interrupt)
         except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
-            message = _worker_died(error) or one_line(error)
+            message = _worker_died(error) or unknown_override(error) or one_line(error)
             _end_parent(out, "FAILED", f"sweep stopped: {message}")
             if debug:
                 raise

@@ -151,6 +151,41 @@ def _unknown(dotted: str, valid: list[str]) -> ConfigError:
                        f"remove it or correct its name")
 
 
+def every_key() -> list[str]:
+    """Every dotted key that some choice of the config groups allows (for "did you mean")."""
+    root, groups = _root()
+    keys = set(root) | set(groups)
+    for name, value in root.items():
+        if isinstance(value, dict):
+            keys |= {f"{name}.{k}" for k in value}
+    for group in groups:
+        for path in sorted((CONF / group).glob("*.yaml")):
+            try:
+                keys |= {f"{group}.{k}" for k in _group_section(group, _yaml(path)).allowed}
+            except ConfigError:   # an option that names no constructor: nothing to suggest from it
+                continue
+    return sorted(keys)
+
+
+def unknown_override(error: BaseException) -> str | None:
+    """nnexp's one line for Hydra's refusal of an override whose key the config does not have
+    (``model.hiden=[4]``), or None for any other error.
+
+    Hydra's own line ends "To append to your config use +model.hiden=[4]", which only leads to
+    nnexp's refusal of the unknown key; this names the key and the likely one instead."""
+    import re
+
+    # Hydra's ConfigCompositionException for a key missing from the config (other refusals to
+    # override, e.g. a group missing from the defaults list, are worded otherwise)
+    found = re.match(r"Could not override '([^']+)'\.\s*To append to your config use \+", str(error))
+    if not found:
+        return None
+    key = found.group(1)
+    close = difflib.get_close_matches(key, every_key(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "python -m nnexp --cfg job lists every key"
+    return f"unknown config key {key} ({hint}): correct its name or remove it"
+
+
 def check_keys(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first unknown or missing key (see the module docstring).
 

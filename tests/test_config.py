@@ -153,3 +153,27 @@ def test_one_line_adds_the_cause_but_not_a_suppressed_context():
             messages[style] = one_line(error)
     assert messages == {"from": "cannot write x (disk full)", "none": "cannot write x",
                         "context": "cannot write x (disk full)"}
+
+
+def test_hydras_refusal_of_a_missing_key_becomes_nnexps_unknown_key(compose):
+    """Hydra's "Could not override 'model.hiden'. To append to your config use +..." would lead
+    the user to +model.hiden=..., which nnexp refuses; the key and its likely name instead."""
+    from hydra.errors import ConfigCompositionException
+
+    from nnexp.config import every_key, unknown_override
+
+    with pytest.raises(ConfigCompositionException) as refused:
+        compose("model.hiden=[4]")
+    assert unknown_override(refused.value) == ("unknown config key model.hiden (did you mean "
+                                               "model.hidden?): correct its name or remove it")
+    with pytest.raises(ConfigCompositionException) as refused:
+        compose("zzz=1")
+    assert "python -m nnexp --cfg job lists every key" in unknown_override(refused.value)
+    with pytest.raises(Exception) as other:
+        compose("optimizer=nosuch")
+    assert unknown_override(other.value) is None
+    # every key a run of any option accepts is among the suggestions
+    keys = set(every_key())
+    assert {"lr", "model.hidden", "optimizer.beta1", "tracking.uri", "data.n_per_class"} <= keys
+    for options in ((), ("optimizer=adamw", "data=mnist", "early_stopping=patience")):
+        assert {".".join(k.split(".")[:2]) for k in flatten(compose(*options))} <= keys

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 # (id, extra command-line arguments, text the one-line message must contain)
 CONFIG_CASES = [
     ("unknown_group_option", ["optimizer=adamx"], "Could not find 'optimizer/adamx'"),
-    ("unknown_key", ["foo=1"], "Could not override 'foo'"),
-    ("unknown_nested_key", ["model.widths=[4]"], "Could not override 'model.widths'"),
+    ("unknown_key", ["foo=1"], "unknown config key foo (python -m nnexp --cfg job lists every key)"),
+    ("unknown_nested_key", ["model.widths=[4]"], "unknown config key model.widths"),
+    ("misspelt_nested_key", ["model.hiden=[4]"], "unknown config key model.hiden (did you mean model.hidden?)"),
     ("unparsable_override", ["model.hidden=[16,"], "cannot parse the override 'model.hidden=[16,'"),
     ("wrong_type_lr", ["lr=abc"], "optimizer.lr must be a number, got 'abc'"),
     ("wrong_type_epochs", ["epochs=1.5"], "epochs must be a whole number >= 1, got 1.5"),

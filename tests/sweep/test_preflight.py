@@ -59,8 +59,8 @@ def _digest(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,says", [
-    (["nosuch=1,2"], "Could not override 'nosuch'"),
-    (["model.hiden=[4],[8]"], "Could not override 'model.hiden'"),
+    (["nosuch=1,2"], "unknown config key nosuch"),
+    (["model.hiden=[4],[8]"], "unknown config key model.hiden (did you mean model.hidden?)"),
     (["optimizer=sgd,adam", "+optimizer.foo=1"], "unknown config key optimizer.foo"),
     (["optimizer=sgd,nosuch", "hydra/launcher=pool"], "Could not find 'optimizer/nosuch'"),
 ])
