@@ -98,8 +98,27 @@ def check_engine(launcher_choice: str, launcher_target: str | None) -> None:
                               f"PATH (run on a SLURM login node, or use hydra/launcher=submitit_local)")
 
 
+RAY_LAUNCHERS = REMOTE_LAUNCHERS[:2]
+# Each job's result line as nnexp.cli prints it ("job 3 (seed=3 ...): test_acc=..." or
+# "nnexp: job 3 (...) failed: ...").
+JOB_LINE = r"^(nnexp: )?job [0-9]+ \("
+
+
+def keep_job_lines(launcher_target: str | None, environ=os.environ) -> None:
+    """Keep Ray from folding the jobs' result lines into one.
+
+    Ray's driver prints its workers' output with "log deduplication" on: lines that differ only
+    in numbers are printed once and counted, and the count ("[repeated 6x across cluster]") comes
+    with the next batch, which a sweep that has ended never prints. An 8-job sweep showed 2 of
+    its 8 job lines. Ray reads ``RAY_DEDUP_LOGS_ALLOW_REGEX`` (lines it never folds) when it is
+    imported, after this; a value the user set is kept."""
+    if launcher_target in RAY_LAUNCHERS and "ray" not in sys.modules:
+        environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", JOB_LINE)
+
+
 class StoreReachCallback(Callback):
-    """Checks the engine and prints :func:`reach_warning` before a multirun's jobs are launched."""
+    """Checks the engine and prints :func:`reach_warning` before a multirun's jobs are launched;
+    keeps Ray from folding the job lines (:func:`keep_job_lines`)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         target = OmegaConf.select(config, "hydra.launcher._target_")
@@ -113,6 +132,7 @@ class StoreReachCallback(Callback):
             # passes through, and this callback runs before the sweep's parent run is created.
             print(f"nnexp: error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        keep_job_lines(target)
         uri = OmegaConf.select(config, "tracking.uri") or os.environ.get("MLFLOW_TRACKING_URI")
         message = reach_warning(str(name), target, uri)
         if message:

@@ -78,3 +78,21 @@ def test_slurm_preset_and_refusal_without_slurm(tmp_path, tracking_uri):
 
     assert not MlflowClient(tracking_uri).search_runs(
         [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()])
+
+
+def test_ray_is_kept_from_folding_the_job_lines(monkeypatch):
+    import re
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    environ: dict[str, str] = {}
+    launchers.keep_job_lines(RAY, environ)
+    pattern = re.compile(environ["RAY_DEDUP_LOGS_ALLOW_REGEX"])
+    assert pattern.search("job 3 (seed=3 data=xor): test_acc=0.9 test_loss=0.2 best_epoch=5/5 (completed)")
+    assert pattern.search("nnexp: job 12 (lr=-1) failed: optimizer.lr must be a finite number > 0")
+    assert not pattern.search("sweep: 8 jobs: 8 finished")
+    mine = {"RAY_DEDUP_LOGS_ALLOW_REGEX": "mine"}
+    launchers.keep_job_lines(RAY, mine)
+    assert mine == {"RAY_DEDUP_LOGS_ALLOW_REGEX": "mine"}          # the user's own value stays
+    other: dict[str, str] = {}
+    launchers.keep_job_lines(JOBLIB, other)
+    assert other == {}
