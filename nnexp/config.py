@@ -151,6 +151,12 @@ def _unknown(dotted: str, valid: list[str]) -> ConfigError:
                        f"remove it or correct its name")
 
 
+def _section_names() -> set[str]:
+    """The config's sections: its groups and the nested parts of ``config.yaml`` (``tracking``)."""
+    root, groups = _root()
+    return set(groups) | {name for name, value in root.items() if isinstance(value, dict)}
+
+
 def every_key() -> list[str]:
     """Every dotted key that some choice of the config groups allows (for "did you mean")."""
     root, groups = _root()
@@ -181,7 +187,12 @@ def unknown_override(error: BaseException) -> str | None:
     if not found:
         return None
     key = found.group(1)
-    close = difflib.get_close_matches(key, every_key(), n=1, cutoff=0.6)
+    known = every_key()
+    inside_a_value = set(known) - _section_names()
+    parts = key.split(".")
+    if any(".".join(parts[:i]) in inside_a_value for i in range(1, len(parts))):
+        return None   # a new entry of a dict-valued key (model.init_kwargs.std): Hydra's "+" is right
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "python -m nnexp --cfg job lists every key"
     return f"unknown config key {key} ({hint}): correct its name or remove it"
 

@@ -172,6 +172,10 @@ def test_hydras_refusal_of_a_missing_key_becomes_nnexps_unknown_key(compose):
     with pytest.raises(Exception) as other:
         compose("optimizer=nosuch")
     assert unknown_override(other.value) is None
+    # a new entry of a dict-valued key does need Hydra's "+": its advice stands
+    with pytest.raises(ConfigCompositionException) as entry:
+        compose("model.init_kwargs.std=0.5")
+    assert unknown_override(entry.value) is None and "+model.init_kwargs.std=0.5" in str(entry.value)
     # every key a run of any option accepts is among the suggestions
     keys = set(every_key())
     assert {"lr", "model.hidden", "optimizer.beta1", "tracking.uri", "data.n_per_class"} <= keys
