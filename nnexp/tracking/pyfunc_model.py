@@ -27,7 +27,11 @@ class NnexpModel(PythonModel):
         with np.load(context.artifacts["preprocessing"], allow_pickle=False) as scaling:
             self.scaling = (scaling["shift"], scaling["scale"]) if "shift" in scaling.files else None
 
-    def predict(self, context, model_input, params=None):
+    # The model's signature is a tensor (n_samples, n_features), so MLflow hands predict an
+    # ndarray. The annotation says so; MLflow 3 warns at every load of a model whose predict
+    # has none, and for np.ndarray it infers nothing and validates nothing beyond the signature
+    # logged from the input example (mlflow.types.type_hints.type_hints_no_signature_inference).
+    def predict(self, context, model_input: np.ndarray, params=None):
         values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
         X = np.asarray(values, dtype=np.float64)
         if self.scaling is not None:
