@@ -1,10 +1,11 @@
 """The sweep's driver side: :class:`SweepCallback`, registered in ``conf/config.yaml``.
 
-Before any job is composed it refuses sweeps that would split across stores or experiments or
-that cannot compose (:mod:`nnexp.sweep.preflight`), opens the store, creates (or, on resume, reopens) the parent run, gives the sweep a folder of
-its own, and appends the job context (:mod:`nnexp.sweep.context`) to the overrides every job is
-composed from. When the sweep ends it writes the summary read back from the store
-(:mod:`nnexp.sweep.summary`) into the parent and ends it.
+Before any job is composed it refuses sweeps that would split across stores or experiments,
+or that cannot compose (:mod:`nnexp.sweep.preflight`); then it opens the store, creates (or, on
+resume, reopens) the parent run, gives the sweep a folder of its own, and appends the job
+context (:mod:`nnexp.sweep.context`) to the overrides every job is composed from. When the
+sweep ends it writes the summary read back from the store (:mod:`nnexp.sweep.summary`) into the
+parent and ends it.
 """
 
 from __future__ import annotations

@@ -28,16 +28,15 @@ import contextlib
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.sweep.identity import _params
-
 
 def _overrides(config: DictConfig) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
+    given = OmegaConf.select(config, "hydra.sweeper.params")
     params = []
-    for key, value in _params(config).items():
+    for key, value in (OmegaConf.to_container(given) if given else {}).items():
         with contextlib.suppress(OverrideParseException):   # another sweeper's own grammar
             params.append(parser.parse_override(f"{key}={value}"))
     return params + parser.parse_overrides([str(line) for line in config.hydra.overrides.task])
