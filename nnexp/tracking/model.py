@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def log_model(tracking_uri: str, run_id: str, weights_path: str | Path, scaler,
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp, _no_type_hint_advice():
+    with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp:
         try:
             # the LoggedModel is made in the fluent API's current experiment: the run's own
             mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -154,18 +153,6 @@ def _pyfunc_arguments(folder: Path, weights_path: str | Path, scaler, input_exam
             "pip_requirements": _requirements()}
 
 
-class _no_type_hint_advice(warnings.catch_warnings):
-    """MLflow advises type hints on ``predict`` (this model's signature comes from its example)
-    under its own warning filter, so the advice is dropped where it is shown."""
-
-    def __enter__(self):
-        entered = super().__enter__()
-        shown = warnings.showwarning
-        warnings.showwarning = lambda message, *args, **kwargs: (
-            None if "type hint" in str(message) else shown(message, *args, **kwargs))
-        return entered
-
-
 def rehearse() -> None:
     """Save a two-unit network's model into a temporary folder, through the same MLflow calls
     as :func:`log_model`, and throw it away: MLflow's lazy imports and its once-per-process
@@ -178,7 +165,7 @@ def rehearse() -> None:
         import_mlflow_client()
         import mlflow.pyfunc
 
-    with tempfile.TemporaryDirectory(prefix="nnexp-rehearsal-") as tmp, _no_type_hint_advice():
+    with tempfile.TemporaryDirectory(prefix="nnexp-rehearsal-") as tmp:
         weights = Path(tmp) / WEIGHTS
         MLP([3, 2], seed=0).save_npz(weights)
         mlflow.pyfunc.save_model(path=str(Path(tmp) / MODEL_NAME),

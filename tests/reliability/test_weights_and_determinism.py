@@ -57,13 +57,8 @@ def test_a_crafted_object_array_is_refused_and_runs_nothing(logged_weights, tmp_
     evil = crafted_weights(logged_weights, tmp_path / "evil.npz", marker)
     with pytest.raises(ValueError, match=r"cannot load network from .*evil\.npz.*[Oo]bject arrays"):
         MLP.load_npz(evil)
-    # the MLflow model loads its weights the same way (importing it makes MLflow warn about
-    # type hints, with a filter of its own: hide that warning where it is shown)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda *args, **kwargs: None
-        from nnexp.tracking.pyfunc_model import NnexpModel
+    # the MLflow model loads its weights the same way
+    from nnexp.tracking.pyfunc_model import NnexpModel
 
     class Context:
         artifacts = {"weights": str(evil)}
