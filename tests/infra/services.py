@@ -26,6 +26,20 @@ class Missing(Exception):
     """The service cannot run here; the message says what is missing."""
 
 
+def private_network_problem(why: str, commands: tuple[str, ...], install: str) -> str | None:
+    """Why a private network namespace (``unshare -n``, loopback only) cannot hold a test's
+    services here, or None. ``why`` says what needs it; ``commands`` must be on PATH besides
+    ``unshare`` and ``ip`` (``install`` says how to get them)."""
+    if os.geteuid() != 0:
+        return f"needs root for a private network namespace (unshare -n): {why}"
+    missing = [c for c in ("unshare", "ip", *commands) if shutil.which(c) is None]
+    if missing:
+        return f"missing {', '.join(missing)} ({install})"
+    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
+        return "cannot create a network namespace here (unshare -n)"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

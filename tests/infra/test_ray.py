@@ -15,7 +15,6 @@ pytest again there, on :func:`test_ray_cluster_sweep_in_a_private_network`.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.infra.services import Missing, RayCluster
+from tests.infra.services import Missing, RayCluster, private_network_problem
 
 pytestmark = pytest.mark.slow
 JOBS, EPOCHS = 4, 5
@@ -32,23 +31,12 @@ JOBS, EPOCHS = 4, 5
 INSIDE = "NNEXP_TEST_PRIVATE_NETWORK"
 
 
-def _private_network_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for a private network namespace (unshare -n): Ray listens on every interface"
-    missing = [c for c in ("unshare", "ip") if shutil.which(c) is None]
-    if missing:
-        return f"missing {', '.join(missing)} (apt-get install util-linux iproute2)"
-    if subprocess.run(["unshare", "-n", "true"], check=False, capture_output=True).returncode != 0:
-        return "cannot create a network namespace here (unshare -n)"
-    return None
-
-
 def test_sweep_on_ray_cluster_logs_to_team_server(tmp_path):
     """The sweep below, in a network of its own (see the module docstring)."""
     if os.environ.get(INSIDE):
         pytest.skip("this is the namespace's own run of the test below")
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e '.[ray]'")
-    problem = _private_network_problem()
+    problem = private_network_problem("Ray listens on every interface", (), "apt-get install util-linux iproute2")
     if problem:
         pytest.skip(problem)
     inner = f"{Path(__file__).relative_to(REPO)}::test_ray_cluster_sweep_in_a_private_network"
@@ -63,8 +51,9 @@ def test_sweep_on_ray_cluster_logs_to_team_server(tmp_path):
         os.killpg(process.pid, signal.SIGKILL)   # the namespace's services die with its processes
         out, _ = process.communicate()
         raise AssertionError(f"the test in the private network did not end in 20 min:\n{out[-4000:]}") from None
-    if " skipped" in out and " passed" not in out:
-        pytest.skip(out.strip().splitlines()[-2] if len(out.strip().splitlines()) > 1 else out)
+    skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]   # -rs: the reason
+    if skipped and " passed" not in out:
+        pytest.skip(skipped[0])
     assert process.returncode == 0 and "1 passed" in out, out[-6000:]
 
 

@@ -18,26 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.services import stop
+from tests.infra.services import private_network_problem, stop
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 
 
 def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (unshare -n, slurmd)"
-    missing = [c for c in ("slurmctld", "slurmd", "munged", "sbatch", "unshare", "nsenter", "ip")
-               if shutil.which(c) is None]
-    if missing:
-        return f"missing {', '.join(missing)} (apt-get install slurmctld slurmd slurm-client munge)"
     try:
         import hydra_plugins.hydra_submitit_launcher  # noqa: F401
     except ImportError:
         return "hydra-submitit-launcher not installed (pip install -e '.[slurm]')"
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        return "cannot create a network namespace here (unshare -n)"
-    return None
+    return private_network_problem("Slurm will not bind a loopback-only host",
+                                   ("slurmctld", "slurmd", "munged", "sbatch", "nsenter"),
+                                   "apt-get install slurmctld slurmd slurm-client munge iproute2")
 
 
 def _in_namespace(pid: int, folder: Path, *argv: str) -> subprocess.CompletedProcess:
