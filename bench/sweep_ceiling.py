@@ -106,7 +106,7 @@ def local_ray_cluster(env: dict, scratch: Path):
     of its own (nothing read from or written to ~/.ray); yields the environment that reaches it
     once it is running: its port answers and an empty driver (``ray.init``, ``ray.shutdown``)
     has connected. The first driver of a new cluster waits for the cluster to finish starting
-    (2.5-3.7 s here, against 0.35-0.38 s for the next ones), which is the cluster's start-up, not
+    (2.5-3.7 s here, against 0.34-0.38 s for the next ones), which is the cluster's start-up, not
     a sweep's. ``ray start --block`` keeps the node's processes under one process group, stopped
     by its id. Ray 2.60 listens on every interface (see README "Ray cluster"); the token guards it."""
     import secrets

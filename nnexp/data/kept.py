@@ -4,7 +4,8 @@ A sweep over seeds, learning rates or models loads the same data set in every jo
 split may differ (it follows the job's seed). In an 8-job MNIST sweep, reading the files again
 and scaling 70,000 images again took about 0.14 s of each job's 0.8 s under py-spy, much of it
 the kernel handing out fresh pages for 220 MB of float32 (scaling them into fresh memory 0.093 s,
-into memory already touched 0.037 s, in a microbenchmark). So two things are kept for the next job in this process:
+into memory already touched 0.037 s, in a microbenchmark). So two things are kept for the next
+job in this process:
 
 - the fetched samples of a data set read from files (not of a generated one, whose samples
   follow the seed);

@@ -165,7 +165,9 @@ class SweepCallback(Callback):
         tolerate_closed_stdout()
         workers.limit_blas_threads(config)  # before any worker process starts
         workers.warm_up_workers(config)  # not waited for: see warm_up_workers
-        preflight.check_sweep_composes(config)   # before the store, the parent or a folder exist
+        # before the store, the parent or a folder exist; after the warm-up, so that the workers
+        # start 0.05 s sooner (a refused sweep's warmed workers leave with this process)
+        preflight.check_sweep_composes(config)
         uri = absolute_uri(tracking.resolve_uri(OmegaConf.select(config, "tracking.uri")), Path.cwd())
         experiment = identity.experiment_name(config)
         self.store = store = tracking.open_store(uri, experiment)
