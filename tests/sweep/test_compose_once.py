@@ -47,6 +47,68 @@ def test_a_job_composed_ahead_is_what_hydra_composes(hydra_loader, overrides):
     assert again is not handed and _plain(again) == _plain(handed)
 
 
+def _same_as_hydras(ours, theirs):
+    """The same config to the last type and flag: YAML tells 1 from 1.0 and '1' from 1, the
+    pickle every node's type and metadata."""
+    assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs)
+    assert pickle.dumps(ours) == pickle.dumps(theirs)
+    for mine, hydras in ((ours, theirs), (ours.hydra, theirs.hydra)):
+        assert OmegaConf.is_struct(mine) == OmegaConf.is_struct(hydras)
+        assert OmegaConf.is_readonly(mine) == OmegaConf.is_readonly(hydras)
+
+
+SWEEPS = {
+    "ints": [[f"seed={seed}"] for seed in range(4)],
+    "numbers of every spelling": [[f"lr={lr}", "epochs=3"] for lr in ("0.1", "1", "1e-3", "-2", "inf")],
+    "strings, quoted, null and booleans": [[f"tracking.run_name={v}", f"progress={b}"]
+                                           for v, b in (("a", "true"), ("'1'", "false"), ("null", "true"),
+                                                        ('"x y"', "false"), ("${seed}", "true"))],
+    "values beside group choices": [[f"optimizer={o}", f"lr={lr}", f"seed={s}"]
+                                    for o in ("sgd", "adam") for lr in (0.1, 0.01) for s in (0, 1)],
+    "values beside lists, additions and deletions": [["model.hidden=[8,8]", f"seed={s}", "+model.init_kwargs.std=0.5",
+                                                      f"lr={lr}", "~early_stopping"]
+                                                     for s in (0, 1) for lr in (0.1, 0.2)],
+    "a nested value": [[f"tracking.experiment=e{i}", f"model.init={init}"] for i in range(2)
+                       for init in ("he", "xavier")],
+}
+
+
+@pytest.mark.parametrize("jobs", SWEEPS.values(), ids=SWEEPS.keys())
+def test_jobs_derived_from_a_template_are_what_hydra_composes(hydra_loader, jobs):
+    loader, master = hydra_loader
+    once = ComposedOnce(loader)
+    for overrides in jobs:
+        _same_as_hydras(once.compose(master, overrides), loader.load_sweep_config(master, list(overrides)))
+
+
+def test_only_plain_values_are_derived_and_each_group_choice_has_its_template(hydra_loader, monkeypatch):
+    loader, master = hydra_loader
+    once = ComposedOnce(loader)
+    composed = []
+    hydras = loader.load_sweep_config
+    monkeypatch.setattr(loader, "load_sweep_config", lambda m, o: composed.append(list(o)) or hydras(m, o))
+    jobs = [["optimizer=sgd", "lr=0.1"], ["optimizer=sgd", "lr=0.2"], ["optimizer=adam", "lr=0.1"],
+            ["optimizer=adam", "lr=0.2"], ["model.hidden=[4]", "seed=1"], ["model.hidden=[8]", "seed=1"],
+            ["seed=1", "seed=2"], ["seed=2", "seed=3"], ["+lr2=1"], ["+lr2=2"]]
+    for overrides in jobs:
+        once.compose(master, overrides)
+    # the second of each pair is derived, except where a list, a repeated key or an addition
+    # makes the job its own template
+    assert composed == [jobs[0], jobs[2], jobs[4], jobs[5], jobs[6], jobs[7], jobs[8], jobs[9]]
+
+
+def test_a_derivation_that_fails_falls_back_to_hydras_composition(hydra_loader, monkeypatch):
+    loader, master = hydra_loader
+    once = ComposedOnce(loader)
+    once.compose(master, ["seed=0"])
+
+    def broken(*args):
+        raise ValueError("not this way")
+
+    monkeypatch.setattr(compose_once, "_derive", broken)
+    _same_as_hydras(once.compose(master, ["seed=1"]), loader.load_sweep_config(master, ["seed=1"]))
+
+
 def test_a_changed_master_config_composes_anew(hydra_loader):
     loader, master = hydra_loader
     once = ComposedOnce(loader)
