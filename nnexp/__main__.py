@@ -54,6 +54,10 @@ def main() -> None:
     from nnexp.memory_pages import avoid_compaction_stalls
 
     avoid_compaction_stalls()        # before NumPy is imported (see nnexp/memory_pages.py)
+    if _is_multirun(sys.argv[1:]):
+        from nnexp.tracking import model_helper
+
+        model_helper.start_early()   # imports MLflow on the core Hydra's start leaves idle
     debug = bool(os.environ.get("NNEXP_DEBUG"))
     # The interpreter's last garbage collection walks every object MLflow, Hydra and matplotlib
     # made (0.77 s measured after a short run); frozen, it skips them (0.06 s). Memory is
@@ -87,6 +91,12 @@ def main() -> None:
         status = out.exit_status()
     if status:
         sys.exit(status)
+
+
+def _is_multirun(arguments: list[str]) -> bool:
+    """Whether the command line asks Hydra for a sweep (``-m``, ``--multirun``); a sweep file
+    that sets ``hydra.mode`` is not seen here, and its sweep starts the model helper later."""
+    return any(argument in ("-m", "--multirun") for argument in arguments)
 
 
 def _worker_died(error: BaseException) -> str | None:

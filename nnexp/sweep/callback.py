@@ -181,14 +181,16 @@ class SweepCallback(Callback):
         stop = workers.stop_workers if workers.has_local_workers(config) else None
         self.handlers = InterruptHandlers(before_raise=stop).install()
         self.model_helper = None
+        from nnexp.tracking import model_helper
+
         if OmegaConf.select(config, "tracking.log_model", default=True):
             import atexit
 
-            from nnexp.tracking.model_helper import ModelHelper
-
-            self.model_helper = ModelHelper.start(uri)   # warms up MLflow while the jobs train
+            self.model_helper = model_helper.ModelHelper.start(uri)   # warms up MLflow while the jobs train
             if self.model_helper is not None:
                 atexit.register(self.model_helper.stop)   # an interrupted sweep stops it too
+        else:
+            model_helper.stop_early()
         print(f"sweep: parent run {self.parent.run_id} in experiment '{experiment}' ({uri})", flush=True)
 
     @_abort_on_error

@@ -1,6 +1,7 @@
 """The model helper (nnexp/tracking/model_helper.py) through the command line: a sweep's best
-LoggedModel is logged by it, the driver logs it itself when the helper is gone, and the helper
-never outlives a killed driver."""
+LoggedModel is logged by it, the driver logs it itself when the helper is gone, the helper
+never outlives a killed driver, and the one ``-m`` starts before Hydra is stopped by a sweep
+that logs no model."""
 
 from __future__ import annotations
 
@@ -99,3 +100,14 @@ def test_the_helper_dies_with_a_killed_driver(tmp_path):
     while _alive(helper) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(helper), f"the model helper {helper} outlived its killed driver"
+
+
+def test_a_sweep_that_logs_no_model_stops_the_helper_started_before_hydra(tmp_path):
+    sweep = _sweep(tmp_path, *LONG_RUN, "seed=0,1")     # LONG_RUN: tracking.log_model=false
+    helper = _helper_of(sweep.pid)                       # started by -m, before the config is known
+    try:
+        wait_for_epochs(tmp_path / "mlflow.db", sweep, n=2)
+        assert not _alive(helper), "the early model helper outlived the start of a sweep without a model"
+    finally:
+        sweep.kill()
+        sweep.communicate(timeout=30)
