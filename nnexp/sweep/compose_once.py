@@ -31,6 +31,13 @@ group, names a value (not a section) in the template, and appears once (neither 
 above or below it is overridden twice); anything else is part of the template's identity, and a
 derivation that raises falls back to Hydra's composition, which then raises Hydra's error.
 
+Templates are kept per process (:data:`_templates`), so launchers that compose each job in a
+worker (joblib, Ray, submitit: each task unpickles its own loader) derive every job after a
+worker's first one too. A template's key is what its composition depends on besides the config
+files' contents: the primary config's name, the config search path, the sweep's Hydra overrides (which carry the sweep's own parent
+run and invocation, :mod:`nnexp.sweep.context`, so two sweeps never share one) and the job's
+overrides other than the plain values.
+
 ``tests/sweep/test_compose_once.py`` compares what it hands out, composed or derived, with
 Hydra's own composition.
 """
@@ -52,11 +59,20 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 KEEP_AT_MOST = 512
 # templates kept for derivation: one per distinct set of group choices (and other overrides)
 TEMPLATES_AT_MOST = 64
+# this process's templates, by _template_key (see the module docstring)
+_templates: dict[tuple, DictConfig] = {}
 
 
 def _key(master_config: DictConfig, overrides: Sequence[str]) -> tuple:
     hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
     return id(master_config), tuple(hydra_overrides), tuple(overrides)
+
+
+def _template_key(master_config: DictConfig, identity: tuple) -> tuple:
+    hydra = master_config.hydra
+    sources = tuple(f"{source.provider}:{source.path}" for source in hydra.runtime.config_sources)
+    return (str(hydra.job.config_name), sources, tuple(OmegaConf.to_container(hydra.overrides.hydra)),
+            identity)
 
 
 def _is_plain_value(override: Override) -> bool:
@@ -102,7 +118,6 @@ class ComposedOnce(ConfigLoader):
     def __init__(self, loader: ConfigLoader):
         self.loader = loader
         self._kept: dict[tuple, DictConfig] = {}
-        self._templates: dict[tuple, DictConfig] = {}
         self._groups: dict[str, bool] = {}
 
     def compose_ahead(self, master_config: DictConfig, overrides: Sequence[str]) -> None:
@@ -118,16 +133,16 @@ class ComposedOnce(ConfigLoader):
         shape = self._shape(overrides)
         if shape is not None:
             parsed, values, identity = shape
-            template = self._templates.get((_key(master_config, ()), identity))
+            template = _templates.get(_template_key(master_config, identity))
             if template is not None:
                 try:
                     return _derive(template, master_config, parsed, values)
                 except Exception:   # noqa: BLE001 - Hydra's own composition says what is wrong
                     pass
         config = self.loader.load_sweep_config(master_config, list(overrides))
-        if shape is not None and len(self._templates) < TEMPLATES_AT_MOST \
+        if shape is not None and len(_templates) < TEMPLATES_AT_MOST \
                 and self._fits(config, [shape[0][i].key_or_group for i in shape[1]]):
-            self._templates[(_key(master_config, ()), shape[2])] = copy.deepcopy(config)
+            _templates[_template_key(master_config, shape[2])] = copy.deepcopy(config)
         return config
 
     def _shape(self, overrides: Sequence[str]) -> tuple[list[Override], list[int], tuple] | None:
@@ -206,4 +221,4 @@ class ComposedOnce(ConfigLoader):
         return self.loader.compute_defaults_list(config_name, overrides, run_mode)
 
     def __getstate__(self) -> dict:
-        return {"loader": self.loader, "_kept": {}, "_templates": {}, "_groups": {}}
+        return {"loader": self.loader, "_kept": {}, "_groups": {}}

@@ -18,6 +18,11 @@ from tests.reliability.helpers import isolated_env
 JOBS = (["seed=3"], ["optimizer=sgd", "lr=0.1"], ["model=wide", "data=spiral"], ["+sweep=depth"])
 
 
+@pytest.fixture(autouse=True)
+def no_templates_from_other_tests(monkeypatch):
+    monkeypatch.setattr(compose_once, "_templates", {})
+
+
 @pytest.fixture
 def hydra_loader():
     """Hydra's own config loader for nnexp's configs and a composed master (multirun) config."""
@@ -47,11 +52,12 @@ def test_a_job_composed_ahead_is_what_hydra_composes(hydra_loader, overrides):
     assert again is not handed and _plain(again) == _plain(handed)
 
 
-def _same_as_hydras(ours, theirs):
+def _same_as_hydras(ours, theirs, *, same_loader=True):
     """The same config to the last type and flag: YAML tells 1 from 1.0 and '1' from 1, the
-    pickle every node's type and metadata."""
+    pickle every node's type and metadata (Hydra's own compositions by an unpickled copy of a
+    loader pickle a few bytes differently, so loaders that travelled compare without it)."""
     assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs)
-    assert pickle.dumps(ours) == pickle.dumps(theirs)
+    assert not same_loader or pickle.dumps(ours) == pickle.dumps(theirs)
     for mine, hydras in ((ours, theirs), (ours.hydra, theirs.hydra)):
         assert OmegaConf.is_struct(mine) == OmegaConf.is_struct(hydras)
         assert OmegaConf.is_readonly(mine) == OmegaConf.is_readonly(hydras)
@@ -95,6 +101,27 @@ def test_only_plain_values_are_derived_and_each_group_choice_has_its_template(hy
     # the second of each pair is derived, except where a list, a repeated key or an addition
     # makes the job its own template
     assert composed == [jobs[0], jobs[2], jobs[4], jobs[5], jobs[6], jobs[7], jobs[8], jobs[9]]
+
+
+def test_a_worker_derives_from_its_process_templates_and_sweeps_never_share_them(hydra_loader, monkeypatch):
+    """Each task a worker runs unpickles its own loader: the templates are the process's. A
+    sweep's Hydra overrides carry its parent run (nnexp/sweep/context.py), so another sweep
+    composes its own."""
+    loader, master = hydra_loader
+    composed = []
+    hydras = loader.load_sweep_config
+    composing = type(loader).load_sweep_config     # the class's: unpickled loaders use it too
+    monkeypatch.setattr(type(loader), "load_sweep_config",
+                        lambda self, m, o: composed.append(list(o)) or composing(self, m, o))
+    for seed in range(3):
+        shipped = pickle.loads(pickle.dumps(ComposedOnce(loader)))
+        _same_as_hydras(shipped.compose(master, [f"seed={seed}"]), hydras(master, [f"seed={seed}"]),
+                        same_loader=False)
+    other = master.copy()
+    OmegaConf.update(other, "hydra.overrides.hydra", [*master.hydra.overrides.hydra, "++hydra.job.env_set.X=1"],
+                     force_add=True)
+    ComposedOnce(loader).compose(other, ["seed=5"])
+    assert composed == [["seed=0"], ["seed=5"]]
 
 
 def test_a_derivation_that_fails_falls_back_to_hydras_composition(hydra_loader, monkeypatch):
@@ -141,13 +168,15 @@ def test_what_is_kept_is_bounded_forgotten_and_never_pickled(hydra_loader, monke
 
 @pytest.mark.slow
 def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, migrated_db):
-    """The same sweep under nnexp's sweeper (run by the basic launcher, and by the pool, which
-    ships the composed configs to its workers) and under Hydra's: every job's
-    .hydra/config.yaml and overrides.yaml are the same."""
+    """The same sweep under nnexp's sweeper (run by the basic launcher, by the pool, which ships
+    the composed configs to its workers, and by joblib, whose workers compose, deriving from
+    their own templates) and under Hydra's: every job's .hydra/config.yaml and overrides.yaml
+    are the same."""
     import shutil
 
     folders = {}
-    for sweeper, launcher in (("nnexp_basic", "basic"), ("basic", "basic"), ("nnexp_basic", "pool")):
+    for sweeper, launcher in (("nnexp_basic", "basic"), ("basic", "basic"), ("nnexp_basic", "pool"),
+                              ("nnexp_basic", "joblib")):
         work = tmp_path / f"{sweeper}-{launcher}"
         work.mkdir()
         shutil.copy(migrated_db, work / "mlflow.db")
@@ -155,14 +184,14 @@ def test_a_sweep_writes_the_job_configs_hydras_basic_sweeper_writes(tmp_path, mi
             [sys.executable, "-m", "nnexp", "-m", f"hydra/sweeper={sweeper}", f"hydra/launcher={launcher}",
              "hydra.sweep.dir=sweep",
              "data=spiral", "epochs=2", "progress=false", "tracking.log_model=false", "diagnostics=off",
-             "optimizer=sgd,adam", "model.hidden=[8],[8,8]"],
+             "optimizer=sgd,adam", "model.hidden=[8],[8,8]", "lr=0.1,0.01"],
             cwd=work, capture_output=True, text=True, timeout=300, env=isolated_env(work))
         assert done.returncode == 0, done.stderr
-        assert "4 jobs: 4 finished" in done.stdout
+        assert "8 jobs: 8 finished" in done.stdout
         folders[sweeper, launcher] = work / "sweep"
     theirs = folders["basic", "basic"]
-    for ours in (folders["nnexp_basic", "basic"], folders["nnexp_basic", "pool"]):   # pool ships them composed
-        for job in range(4):
+    for ours in (folders["nnexp_basic", "basic"], folders["nnexp_basic", "pool"], folders["nnexp_basic", "joblib"]):
+        for job in range(8):
             for name in ("config.yaml", "overrides.yaml"):
                 assert ((ours / str(job) / ".hydra" / name).read_text()
                         == (theirs / str(job) / ".hydra" / name).read_text()), (ours, job, name)
