@@ -124,6 +124,16 @@ def test_a_worker_derives_from_its_process_templates_and_sweeps_never_share_them
     assert composed == [["seed=0"], ["seed=5"]]
 
 
+def test_a_process_keeps_only_its_newest_templates(hydra_loader, monkeypatch):
+    loader, master = hydra_loader
+    monkeypatch.setattr(compose_once, "TEMPLATES_AT_MOST", 2)
+    once = ComposedOnce(loader)
+    for optimizer in ("sgd", "adam", "rmsprop"):
+        once.compose(master, [f"optimizer={optimizer}", "lr=0.1"])
+    assert [key[-1][0] for key in compose_once._templates] == [("as written", "optimizer=adam"),
+                                                                ("as written", "optimizer=rmsprop")]
+
+
 def test_a_derivation_that_fails_falls_back_to_hydras_composition(hydra_loader, monkeypatch):
     loader, master = hydra_loader
     once = ComposedOnce(loader)
