@@ -3,25 +3,24 @@
 Logging the best child's model at the end of a sweep cost 2.8-3.4 s of the driver's time in the
 8-job MNIST sweep of ``bench/sweep_ceiling.py`` (py-spy): importing MLflow (1.55 s), opening
 MLflow's own store (1.0 s, SQLAlchemy) and ``Model.log`` (0.7 s), against 0.8 s of training per
-job. The first two do not depend on which child is best. So the sweep starts this process with
-the parent run (:class:`ModelHelper`): at the lowest CPU priority (nice 19) it imports MLflow and
-opens the store with the cycles the jobs leave idle (Hydra's composition, records, the second
-core between BLAS calls), then waits. At the end the driver sends the best child's run id, goes
-on with the summary's plots while the helper logs the model, and collects the answer.
+job. The first two do not depend on which child is best. So this process does them ahead, at
+the lowest CPU priority (nice 19), with the cycles the driver leaves idle, then waits. At the
+end the driver sends the best child's run id, goes on with the summary's plots while the
+helper logs the model, and collects the answer.
 
-On a serial sweep of 8 MNIST jobs the helper got too little of the jobs' idle time once the
-sweep's own start-up had become shorter: its warm-up (about 2.5 s of CPU) ended after the last
-job, and the sweep's end waited 1.3-1.7 s for it instead of 0.9 s. So ``python -m nnexp -m``
-starts the helper before Hydra does (:func:`start_early`), while the driver composes its
-config on one core and the other is free; the helper imports MLflow and rehearses a model then,
-and opens the store only once the sweep tells it where (:meth:`ModelHelper.start`): a sweep
-refused before its store exists leaves no store behind. A sweep that logs no model stops it.
+``python -m nnexp -m`` starts it before Hydra does (:func:`start_early`): while the driver
+composes its config on one core, the other is free, and the helper imports MLflow and rehearses
+a model's save then. It opens the store only once the sweep tells it where
+(:meth:`ModelHelper.start`), so a sweep refused before its store exists leaves no store behind;
+a sweep that logs no model stops it. Started by the sweep callback instead (as a sweep file that
+sets ``hydra.mode`` still does), it got too little idle time in a serial sweep of 8 MNIST jobs:
+its warm-up (about 2 s of CPU) ended after the last job, and the sweep's end waited 1.3-1.7 s for
+it instead of 0.9 s.
 
 Protocol, one JSON line each way: for a helper started early, ``{"tracking_uri": ...}`` first;
 then ``{"run_id": ...}`` in; ``{"model_id", "run_id", "local_folder"}`` or ``{"error": "..."}``
-out. The helper leaves at the end of its input, so it
-never outlives the driver: the driver closes it, and the kernel kills it if the driver dies
-(``PR_SET_PDEATHSIG``).
+out. The helper leaves at the end of its input, so it never outlives the driver: the driver
+closes it, and the kernel kills it if the driver dies (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
