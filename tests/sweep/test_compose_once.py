@@ -87,6 +87,25 @@ def test_jobs_derived_from_a_template_are_what_hydra_composes(hydra_loader, jobs
         _same_as_hydras(once.compose(master, overrides), loader.load_sweep_config(master, list(overrides)))
 
 
+def test_a_derived_override_dirname_follows_the_sweeps_own_settings():
+    """hydra.job.override_dirname is recomputed for a derived job as Hydra computes it, with the
+    sweep's excluded keys and separators."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    settings = ["hydra.job.config.override_dirname.exclude_keys=[seed]",
+                "hydra.job.config.override_dirname.kv_sep=:", "hydra.job.config.override_dirname.item_sep=__"]
+    with initialize_config_module(config_module="nnexp.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().hydra.config_loader
+        master = loader.load_configuration("config", overrides=settings, run_mode=RunMode.MULTIRUN)
+        once = ComposedOnce(loader)
+        for seed, lr in ((0, 0.1), (1, 0.01), (2, 0.5)):
+            ours = once.compose(master, [f"seed={seed}", f"lr={lr}", "epochs=3"])
+            _same_as_hydras(ours, loader.load_sweep_config(master, [f"seed={seed}", f"lr={lr}", "epochs=3"]))
+        assert ours.hydra.job.override_dirname == "epochs:3__lr:0.5"
+
+
 def test_only_plain_values_are_derived_and_each_group_choice_has_its_template(hydra_loader, monkeypatch):
     loader, master = hydra_loader
     once = ComposedOnce(loader)
