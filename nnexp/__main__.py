@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 
-from nnexp.outcome import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_SIGNAL_BASE
+# Nothing of nnexp is imported here: a Ctrl-C during any import (the first 0.3-0.6 s of a
+# command) must reach the handling in main() or _interrupted_at_start, not print a traceback.
 
 
 def _is_bad_input(error: BaseException) -> bool:
@@ -87,7 +88,7 @@ def main() -> None:
                 raise
             kind = "error" if _is_bad_input(error) or _is_store_outage(error) else f"error ({type(error).__name__})"
             print(f"nnexp: {kind}: {message}", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT if _is_bad_input(error) else EXIT_ERROR)
+            sys.exit(outcome.EXIT_BAD_INPUT if _is_bad_input(error) else outcome.EXIT_ERROR)
         status = out.exit_status()
     if status:
         sys.exit(status)
@@ -158,8 +159,26 @@ def _interrupted(out, interrupt: KeyboardInterrupt) -> None:
         print(f"nnexp: {text}; {told}", file=sys.stderr)
     except (OSError, ValueError):
         pass
+    from nnexp.outcome import EXIT_SIGNAL_BASE
+
     _exit_now(EXIT_SIGNAL_BASE + signum)
 
 
+def _interrupted_at_start() -> None:
+    """A Ctrl-C before the run or sweep had begun (imports, Hydra's start-up): one line and
+    exit status 130, instead of a traceback from whatever was importing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from nnexp.outcome import EXIT_SIGNAL_BASE
+
+    try:
+        print("nnexp: interrupted; no run had been created yet, so nothing was recorded", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    _exit_now(EXIT_SIGNAL_BASE + signal.SIGINT)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        _interrupted_at_start()

@@ -68,7 +68,11 @@ class ModelHelper:
     def _spawn(cls, tracking_uri: str) -> ModelHelper | None:
         command = [sys.executable, "-m", "nnexp.tracking.model_helper", tracking_uri, str(os.getpid())]
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            # a session of its own: a Ctrl-C of the sweep is the driver's to handle (the driver
+            # stops the helper, and the kernel does if the driver dies), and it must not reach
+            # the helper while it is still importing and print a traceback
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       start_new_session=True)
         except OSError:
             return None
         return cls(process, tracking_uri)

@@ -92,6 +92,41 @@ def test_ctrl_c_while_the_data_loads_says_no_run_was_created(migrated_store):
     assert all_runs(client_for(migrated_store)) == []
 
 
+def _helpers_of(driver: int) -> list[int]:
+    """Model helpers started by the process ``driver`` (its pid is the helper's last argument)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    args = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if b"nnexp.tracking.model_helper" in args and str(driver).encode() in args:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("after", [0.1, 0.25, 0.4])
+def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
+    """A Ctrl-C (SIGINT to the process group) while Python imports nnexp and Hydra starts (the
+    first 0.3-0.6 s of a sweep) gave a traceback from whatever was importing, and the model
+    helper that ``-m`` starts printed its own. Now: one line, exit 130, no helper left."""
+    process = subprocess.Popen([sys.executable, "-m", "nnexp", "-m", "lr=0.1,0.01", *QUICK], cwd=migrated_store,
+                               env=isolated_env(migrated_store), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nnexp: interrupted; "), stderr
+    deadline = time.monotonic() + 5
+    while _helpers_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _helpers_of(process.pid) == []
+
+
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):
     """People press Ctrl-C more than once: the later ones arrive while the run is being closed
     and must not leave it RUNNING."""
