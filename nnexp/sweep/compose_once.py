@@ -31,9 +31,10 @@ group, names a value (not a section) in the template, and appears once (neither 
 above or below it is overridden twice); anything else is part of the template's identity, and a
 derivation that raises falls back to Hydra's composition, which then raises Hydra's error.
 
-Templates are kept per process (:data:`_templates`, the newest :data:`TEMPLATES_AT_MOST`), so
-launchers that compose each job in a worker (joblib, Ray, submitit: each task unpickles its own
-loader) derive every job after a worker's first one too. A template's key is what its
+Templates are kept per process (:data:`_templates`, the newest :data:`TEMPLATES_AT_MOST`), so a
+launcher whose long-lived workers compose each job (joblib: each task unpickles its own loader)
+derives every job after a worker's first one too. (hydra-ray-launcher composes in the driver and
+ships the configs; submitit composes each job in a process of its own.) A template's key is what its
 composition depends on besides the config files' contents: the primary config's name, the
 config search path, the sweep's Hydra overrides (which carry the sweep's own parent run and
 invocation, :mod:`nnexp.sweep.context`, so two sweeps never share one) and the job's overrides

@@ -123,7 +123,7 @@ def test_only_plain_values_are_derived_and_each_group_choice_has_its_template(hy
 
 
 def test_a_worker_derives_from_its_process_templates_and_sweeps_never_share_them(hydra_loader, monkeypatch):
-    """Each task a worker runs unpickles its own loader: the templates are the process's. A
+    """Each task a joblib worker runs unpickles its own loader: the templates are the process's. A
     sweep's Hydra overrides carry its parent run (nnexp/sweep/context.py), so another sweep
     composes its own."""
     loader, master = hydra_loader
