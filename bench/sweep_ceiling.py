@@ -20,11 +20,14 @@ as wall time of the whole thing, in the same run and alternating between repeats
   plain PyTorch loop logging params and per-epoch metrics with ``mlflow.log_metrics``, as a
   Hydra multirun (``bench/torch_sweep_app.py``, basic launcher, same SQLite store kind).
 
-Printed: wall time, the share of the ceiling reached by the parallel launchers (their speed-up
-over the serial nnexp sweep, divided by the ceiling), per-job overhead beyond the bare fits, and
-for the serial nnexp sweep where a job's time goes (from the store: each child's start and end, and
-its ``epoch_seconds``). The targets of issue 13 are checked at the end. Every variant runs with
-the NumPy memory setting ``python -m nnexp`` picks (:mod:`nnexp.memory_pages`).
+Printed: wall time; the CPU time of each variant's process tree (user + system of the processes
+it waited for: a parallel sweep whose CPU seconds are about twice its wall seconds is bound by
+the 2 cores, not by waiting; a running Ray cluster's own processes are not counted); the share
+of the ceiling reached by the parallel launchers (their speed-up over the serial nnexp sweep,
+divided by the ceiling); per-job overhead beyond the bare fits; and for the serial nnexp sweep
+where a job's time goes (from the store: each child's start and end, and its
+``epoch_seconds``). The targets of issue 13 are checked at the end. Every variant runs with the
+NumPy memory setting ``python -m nnexp`` picks (:mod:`nnexp.memory_pages`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,16 @@ PARALLEL = ("pool", "joblib", "ray_cluster", "ray", "submitit_local")
 
 def seeds(values) -> str:
     return ",".join(str(v) for v in values)
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for descendants so far: a variant's
+    difference is the CPU its process tree used (a sweep's workers and model helper are waited
+    for; the processes of a running Ray cluster are not its descendants and are not counted)."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def run(command: list[str], cwd: Path, env: dict) -> float:
@@ -185,6 +198,7 @@ def main(argv=None) -> None:
     if args.torch:
         variants["torch + mlflow (basic)"] = "torch"
     wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     breakdown = None
     with tempfile.TemporaryDirectory(prefix="nnexp-sweep-ceiling-") as tmp:
         scratch = Path(tmp)
@@ -195,6 +209,7 @@ def main(argv=None) -> None:
             for index, name in enumerate(variants):
                 folder = scratch / f"{repeat}-{index}"
                 folder.mkdir()
+                cpu_before = children_cpu()
                 if name == "bare, 1 process":
                     seconds = run([PY, "-c", BARE, seeds(range(JOBS)), args.data_root], folder, env)
                 elif name == "bare, 2 processes":
@@ -212,12 +227,16 @@ def main(argv=None) -> None:
                         # started before the timing and stopped after it: an idle Ray node's own
                         # processes would slow every other variant
                         with local_ray_cluster(env, scratch) as cluster_env:
+                            cpu_before = children_cpu()   # the cluster's empty driver is not the sweep's
                             seconds = run(command, folder, cluster_env)
+                            cpu[name].append(children_cpu() - cpu_before)
                     else:
                         seconds = run(command, folder, env)
                     if variants[name] == "basic":
                         breakdown = job_breakdown(folder / "mlflow.db")
                 wall[name].append(seconds)
+                if variants[name] != "ray_cluster":
+                    cpu[name].append(children_cpu() - cpu_before)
                 print(f"  repeat {repeat + 1}/{args.repeats} {name}: {seconds:.1f} s", file=sys.stderr,
                       flush=True)
 
@@ -232,15 +251,15 @@ def main(argv=None) -> None:
         parallel = any(name.endswith(p) for p in PARALLEL)
         share = f"{100 * basic / med[name] / ceiling:.0f}%" if parallel and basic else ""
         over = (med[name] - (pair if parallel else serial)) / JOBS if name.startswith("nnexp") else None
-        rows.append([name, f"{med[name]:.1f}", f"{speedup:.2f}x", share,
+        rows.append([name, f"{med[name]:.1f}", f"{statistics.median(cpu[name]):.1f}", f"{speedup:.2f}x", share,
                      f"{over:.2f}" if over is not None else "",
                      " ".join(f"{t:.1f}" for t in wall[name])])
     print(f"{JOBS} jobs of one MNIST epoch (784-256-256-10 ReLU, Adam, batch 128, float32); median "
           f"of {args.repeats} alternating repeats; load average at the end {load_average()[0]:.1f} "
           f"on {os.cpu_count()} CPUs; ceiling (bare 1 process / bare 2 processes) {ceiling:.2f}x\n")
-    print(markdown_table(["variant", "wall s", "speed-up over bare 1 process",
+    print(markdown_table(["variant", "wall s", "CPU s (process tree)", "speed-up over bare 1 process",
                           "speed-up over nnexp basic / ceiling",
-                          "overhead s/job (vs the bare fits)", "every repeat"], rows, "lrrrrl"))
+                          "overhead s/job (vs the bare fits)", "every repeat"], rows, "lrrrrrl"))
     if breakdown:
         job = breakdown["run"]
         print(f"\nSerial nnexp sweep, per job (from the store, last repeat, {breakdown['children']} "
