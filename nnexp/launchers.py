@@ -22,11 +22,12 @@ from nnexp.errors import ConfigError, NnexpError
 
 # Launcher classes (hydra.launcher._target_) whose jobs may run on another machine or in
 # another working folder; submitit_local and joblib run them here, in this folder.
-REMOTE_LAUNCHERS = (
+RAY_LAUNCHERS = (
     "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
     "hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher",
-    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
 )
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+REMOTE_LAUNCHERS = (*RAY_LAUNCHERS, SLURM_LAUNCHER)
 
 
 def runs_elsewhere(launcher_target: str | None) -> bool:
@@ -54,9 +55,6 @@ def reach_warning(launcher_choice: str, launcher_target: str | None, uri: str | 
             f"folders, but the tracking store ({store}) is a SQLite file only this folder reaches: "
             f"use tracking.uri=http://<server>:5000 (a tracking server, README \"Team setup\") or "
             f"an absolute sqlite:////<shared filesystem>/mlflow.db")
-
-
-SLURM_LAUNCHER = REMOTE_LAUNCHERS[2]
 
 
 POOL_LAUNCHER = "hydra_plugins.nnexp_pool.pool_launcher.PoolLauncher"
@@ -98,7 +96,6 @@ def check_engine(launcher_choice: str, launcher_target: str | None) -> None:
                               f"PATH (run on a SLURM login node, or use hydra/launcher=submitit_local)")
 
 
-RAY_LAUNCHERS = REMOTE_LAUNCHERS[:2]
 # Each job's result line as nnexp.cli prints it ("job 3 (seed=3 ...): test_acc=..." or
 # "nnexp: job 3 (...) failed: ...").
 JOB_LINE = r"^(nnexp: )?job [0-9]+ \("
