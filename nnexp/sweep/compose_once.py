@@ -133,19 +133,20 @@ class ComposedOnce(ConfigLoader):
         """The job's config as Hydra's ``load_sweep_config`` composes it: derived from a template
         when the guards allow (see the module docstring), else composed by Hydra."""
         shape = self._shape(overrides)
-        if shape is not None:
-            parsed, values, identity = shape
-            template = _templates.get(_template_key(master_config, identity))
-            if template is not None:
-                try:
-                    return _derive(template, master_config, parsed, values)
-                except Exception:   # noqa: BLE001 - Hydra's own composition says what is wrong
-                    pass
+        if shape is None:
+            return self.loader.load_sweep_config(master_config, list(overrides))
+        parsed, values, identity = shape
+        key = _template_key(master_config, identity)
+        if key in _templates:
+            try:
+                return _derive(_templates[key], master_config, parsed, values)
+            except Exception:   # noqa: BLE001 - Hydra's own composition says what is wrong
+                pass
         config = self.loader.load_sweep_config(master_config, list(overrides))
-        if shape is not None and self._fits(config, [shape[0][i].key_or_group for i in shape[1]]):
+        if self._fits(config, [parsed[i].key_or_group for i in values]):
             while len(_templates) >= TEMPLATES_AT_MOST:     # a long-lived worker's older sweeps
                 del _templates[next(iter(_templates))]
-            _templates[_template_key(master_config, shape[2])] = copy.deepcopy(config)
+            _templates[key] = copy.deepcopy(config)
         return config
 
     def _shape(self, overrides: Sequence[str]) -> tuple[list[Override], list[int], tuple] | None:
