@@ -94,23 +94,25 @@ def children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def run(command: list[str], cwd: Path, env: dict) -> float:
-    start = time.perf_counter()
+def run(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (:func:`children_cpu`) of ``command``."""
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"sweep_ceiling: {' '.join(command)} failed ({done.returncode}):\n"
                          f"{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
-def bare_pair(cwd: Path, env: dict, root: str) -> float:
+def bare_pair(cwd: Path, env: dict, root: str) -> tuple[float, float]:
+    """Wall and CPU seconds of the 8 bare fits as 4 + 4 in two processes at once."""
     one = pinned_env(1, env)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     processes = [subprocess.Popen([PY, "-c", BARE, seeds(half), root], cwd=cwd, env=one)
                  for half in (range(0, 4), range(4, 8))]
     if any(p.wait(timeout=1800) for p in processes):
         raise SystemExit("sweep_ceiling: a bare process failed")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 @contextlib.contextmanager
@@ -209,16 +211,16 @@ def main(argv=None) -> None:
             for index, name in enumerate(variants):
                 folder = scratch / f"{repeat}-{index}"
                 folder.mkdir()
-                cpu_before = children_cpu()
                 if name == "bare, 1 process":
-                    seconds = run([PY, "-c", BARE, seeds(range(JOBS)), args.data_root], folder, env)
+                    seconds, cpu_seconds = run([PY, "-c", BARE, seeds(range(JOBS)), args.data_root], folder,
+                                               env)
                 elif name == "bare, 2 processes":
-                    seconds = bare_pair(folder, env, args.data_root)
+                    seconds, cpu_seconds = bare_pair(folder, env, args.data_root)
                 elif name.startswith("torch"):
                     shutil.copy(template / "mlflow.db", folder / "mlflow.db")
-                    seconds = run([PY, str(BENCH / "torch_sweep_app.py"), "-m",
-                                   f"seed={seeds(range(JOBS))}", f"data_root={args.data_root}",
-                                   f"tracking_uri=sqlite:///{folder / 'mlflow.db'}"], folder, env)
+                    seconds, cpu_seconds = run([PY, str(BENCH / "torch_sweep_app.py"), "-m",
+                                                f"seed={seeds(range(JOBS))}", f"data_root={args.data_root}",
+                                                f"tracking_uri=sqlite:///{folder / 'mlflow.db'}"], folder, env)
                 else:
                     shutil.copy(template / "mlflow.db", folder / "mlflow.db")
                     command = [PY, "-m", "nnexp", "-m", f"seed={seeds(range(JOBS))}", *WORKLOAD,
@@ -227,16 +229,13 @@ def main(argv=None) -> None:
                         # started before the timing and stopped after it: an idle Ray node's own
                         # processes would slow every other variant
                         with local_ray_cluster(env, scratch) as cluster_env:
-                            cpu_before = children_cpu()   # the cluster's empty driver is not the sweep's
-                            seconds = run(command, folder, cluster_env)
-                            cpu[name].append(children_cpu() - cpu_before)
+                            seconds, cpu_seconds = run(command, folder, cluster_env)
                     else:
-                        seconds = run(command, folder, env)
+                        seconds, cpu_seconds = run(command, folder, env)
                     if variants[name] == "basic":
                         breakdown = job_breakdown(folder / "mlflow.db")
                 wall[name].append(seconds)
-                if variants[name] != "ray_cluster":
-                    cpu[name].append(children_cpu() - cpu_before)
+                cpu[name].append(cpu_seconds)
                 print(f"  repeat {repeat + 1}/{args.repeats} {name}: {seconds:.1f} s", file=sys.stderr,
                       flush=True)
 
