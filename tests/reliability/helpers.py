@@ -131,3 +131,19 @@ def wait_for_epochs(db: Path, process: subprocess.Popen, n: int = 1, timeout: fl
             return count
         time.sleep(0.05)
     raise AssertionError(f"no {n} epochs logged within {timeout} s")
+
+
+def model_helper_pids(driver: int) -> list[int]:
+    """Live model helpers (nnexp/tracking/model_helper.py) of the sweep whose driver is process
+    ``driver``: found by the driver's pid, the helper's last argument, which still names the
+    driver after the helper has been reparented (a zombie has no command line left)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"nnexp.tracking.model_helper" in args and str(driver).encode() in args:
+                found.append(int(entry.name))
+    return found

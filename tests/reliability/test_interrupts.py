@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.reliability.helpers import (
-    EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, history, isolated_env, wait_for_epochs,
+    EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, history, isolated_env, model_helper_pids,
+    wait_for_epochs,
 )
 
 pytestmark = pytest.mark.slow
@@ -92,21 +93,6 @@ def test_ctrl_c_while_the_data_loads_says_no_run_was_created(migrated_store):
     assert all_runs(client_for(migrated_store)) == []
 
 
-def _helpers_of(driver: int) -> list[int]:
-    """Model helpers started by the process ``driver`` (its pid is the helper's last argument)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    args = handle.read().split(b"\0")
-            except OSError:
-                continue
-            if b"nnexp.tracking.model_helper" in args and str(driver).encode() in args:
-                found.append(int(entry))
-    return found
-
-
 @pytest.mark.parametrize("after", [0.1, 0.25, 0.4])
 def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
     """A Ctrl-C (SIGINT to the process group) while Python imports nnexp and Hydra starts (the
@@ -122,9 +108,9 @@ def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("nnexp: interrupted; "), stderr
     deadline = time.monotonic() + 5
-    while _helpers_of(process.pid) and time.monotonic() < deadline:
+    while model_helper_pids(process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _helpers_of(process.pid) == []
+    assert model_helper_pids(process.pid) == []
 
 
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):

@@ -19,27 +19,20 @@ from tests.reliability.helpers import (
     LONG_RUN,
     client_for,
     isolated_env,
+    model_helper_pids,
     wait_for_epochs,
 )
 
 pytestmark = pytest.mark.slow
-HELPER = "nnexp.tracking.model_helper"
 
 
 def _helper_of(driver: int, timeout: float = 30) -> int:
-    """The pid of the driver's model helper (a child process running the helper module)."""
+    """The pid of the driver's model helper, once it has started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == driver and HELPER in command and fields[0] != "Z":
-                return int(entry.name)
+        found = model_helper_pids(driver)
+        if found:
+            return found[0]
         time.sleep(0.05)
     raise AssertionError(f"no model helper under process {driver}")
 
