@@ -18,11 +18,11 @@ loader unchanged. Guards:
 - pickled (joblib, Ray and submitit ship the loader to their workers), it keeps nothing.
 
 Jobs that differ only in plain values (``seed=0,...,7``, ``lr=0.1,0.01``) are not composed one
-by one either: the first such job is composed by Hydra and kept as a template, and each other job
-with the same config-group choices and the same overrides apart from those values is *derived*
-from it (:func:`_derive`, about 5 ms, mostly the copy, against 55-60 ms). Hydra's composition of a job is its defaults
-list composed, then its ``key=value`` overrides applied in order with
-``OmegaConf.update(cfg, key, value, merge=True)``, then ``hydra.overrides.task`` and
+by one either: the first such job is composed by Hydra and kept as a template, and each other
+job with the same config-group choices and the same overrides apart from those values is
+*derived* from it (:func:`_derive`, about 5 ms, mostly the copy, against 55-60 ms). Hydra's
+composition of a job is its defaults list composed, then its ``key=value`` overrides applied in
+order with ``OmegaConf.update(cfg, key, value, merge=True)``, then ``hydra.overrides.task`` and
 ``hydra.job.override_dirname`` filled in (``ConfigLoaderImpl._load_configuration_impl``); a
 derived job is the template's copy with the same updates and the same two fields. Guards: an
 override is treated as a plain value only when it is a change (no ``+``, ``++`` or ``~``), of a
@@ -161,8 +161,8 @@ class ComposedOnce(ConfigLoader):
         values = [index for index, override in enumerate(parsed)
                   if _is_plain_value(override) and not self._is_group(override.key_or_group)
                   and sum(_overlaps(override.key_or_group, other) for other in keys) == 1]
-        identity = tuple(("value", parsed[i].key_or_group) if i in values else ("as written", parsed[i].input_line)
-                         for i in range(len(parsed)))
+        identity = tuple(("value", override.key_or_group) if i in values else ("as written", override.input_line)
+                         for i, override in enumerate(parsed))
         return parsed, values, identity
 
     def _is_group(self, key: str) -> bool:
