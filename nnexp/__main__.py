@@ -67,7 +67,6 @@ def main() -> None:
     # Let Hydra's exceptions reach us so that we can print them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from nnexp import cli, outcome
-    from nnexp.config import unknown_override
     from nnexp.errors import one_line
     from nnexp.sweep import SweepAborted
 
@@ -82,6 +81,8 @@ def main() -> None:
         except KeyboardInterrupt as interrupt:
             _interrupted(out, interrupt)
         except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
+            from nnexp.config import unknown_override
+
             message = _worker_died(error) or unknown_override(error) or one_line(error)
             _end_parent(out, "FAILED", f"sweep stopped: {message}")
             if debug:
