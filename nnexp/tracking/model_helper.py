@@ -68,11 +68,15 @@ class ModelHelper:
     def _spawn(cls, tracking_uri: str) -> ModelHelper | None:
         command = [sys.executable, "-m", "nnexp.tracking.model_helper", tracking_uri, str(os.getpid())]
         try:
-            # a session of its own: a Ctrl-C of the sweep is the driver's to handle (the driver
-            # stops the helper, and the kernel does if the driver dies), and it must not reach
-            # the helper while it is still importing and print a traceback
+            # A process group of its own: a Ctrl-C of the sweep is the driver's to handle (the
+            # driver stops the helper, and the kernel does if the driver dies), and it must not
+            # reach the helper while it is still importing and print a traceback. Not a session
+            # of its own: with the kernel's autogroup scheduling (sched_autogroup_enabled, on in
+            # most distributions) a new session gets an equal share of the CPU whatever its nice
+            # value, and the helper took a whole core from the first job's BLAS threads (its
+            # epoch 1.4 s instead of 0.7 s in the serial MNIST sweep of bench/sweep_ceiling.py).
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                       start_new_session=True)
+                                       process_group=0)
         except OSError:
             return None
         return cls(process, tracking_uri)

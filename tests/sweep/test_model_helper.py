@@ -1,7 +1,7 @@
 """The model helper (nnexp/tracking/model_helper.py) through the command line: a sweep's best
 LoggedModel is logged by it, the driver logs it itself when the helper is gone, the helper
-never outlives a killed driver, and the one ``-m`` starts before Hydra is stopped by a sweep
-that logs no model."""
+never outlives a killed driver, the one ``-m`` starts before Hydra is stopped by a sweep
+that logs no model, and it only takes CPU the jobs leave idle."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields 3.. of ``/proc/<pid>/stat`` (after the command name): [0] state, [2] process group,
+    [3] session, [16] nice."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -101,6 +107,29 @@ def test_a_sweep_that_logs_no_model_stops_the_helper_started_before_hydra(tmp_pa
     try:
         wait_for_epochs(tmp_path / "mlflow.db", sweep, n=2)
         assert not _alive(helper), "the early model helper outlived the start of a sweep without a model"
+    finally:
+        sweep.kill()
+        sweep.communicate(timeout=30)
+
+
+def test_the_helper_yields_the_cpu_to_the_jobs(tmp_path):
+    """Nice 19 in the driver's session, in a process group of its own. A session of its own
+    would be an autogroup of its own where the kernel schedules by autogroup (most
+    distributions), and an equal share of the CPU whatever its nice value: it then took a core
+    from the first job's BLAS threads. Its own process group keeps a Ctrl-C of the sweep's."""
+    sweep = _sweep(tmp_path, *LONG_RUN, "tracking.log_model=true", "seed=0,1")
+    try:
+        helper = _helper_of(sweep.pid)
+        deadline = time.monotonic() + 10
+        while int(_stat(helper)[16]) != 19 and time.monotonic() < deadline:   # set as it starts
+            time.sleep(0.05)
+        driver, ours = _stat(sweep.pid), _stat(helper)
+        assert ours[16] == "19"
+        assert ours[3] == driver[3], "the helper has a session (and autogroup) of its own"
+        assert ours[2] != driver[2], "the helper shares the sweep's process group (a Ctrl-C reaches it)"
+        autogroup = Path(f"/proc/{helper}/autogroup")
+        if autogroup.exists():
+            assert autogroup.read_text().split()[0] == Path(f"/proc/{sweep.pid}/autogroup").read_text().split()[0]
     finally:
         sweep.kill()
         sweep.communicate(timeout=30)
