@@ -41,6 +41,12 @@ from nnexp.core.activations import OUTPUTS, Output
 _CLIP = 1e-12  # keeps log() finite for the stand-alone losses, which only see probabilities
 
 
+def _below_one(dtype) -> float:
+    """``1 - 1e-12`` where ``dtype`` has it, else the largest number below 1 (``1 - 2**-24`` in
+    float32, where ``1 - 1e-12`` rounds to 1 and ``log1p(-p)`` would be ``-inf``)."""
+    return 1.0 - max(_CLIP, float(np.finfo(dtype).epsneg))
+
+
 class Loss:
     """A loss on probabilities/outputs ``P``; the fused heads below avoid it where they can."""
 
@@ -76,11 +82,11 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
 
     def value(self, P, Y, tmp=None):
-        Pc = np.clip(P, _CLIP, 1.0 - _CLIP)
+        Pc = np.clip(P, _CLIP, _below_one(P.dtype))
         return -float(np.vdot(Y, np.log(Pc)) + np.vdot(1.0 - Y, np.log1p(-Pc))) / P.shape[1]
 
     def grad(self, P, Y, out):
-        Pc = np.clip(P, _CLIP, 1.0 - _CLIP)
+        Pc = np.clip(P, _CLIP, _below_one(P.dtype))
         np.subtract(P, Y, out=out)
         np.divide(out, Pc * (1.0 - Pc) * P.shape[1], out=out)
 
