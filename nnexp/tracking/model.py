@@ -84,14 +84,20 @@ def log_model_of_run(tracking_uri: str, run_id: str) -> LoggedModel:
         import mlflow.artifacts
 
     with tempfile.TemporaryDirectory(prefix="nnexp-best-") as tmp:
-        local = {name: Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=tmp,
-                                                                tracking_uri=tracking_uri))
-                 for name in (WEIGHTS, PREPROCESSING, INPUT_EXAMPLE)}
-        with np.load(local[PREPROCESSING], allow_pickle=False) as scaling:
-            scaler = (scaling["shift"], scaling["scale"]) if "shift" in scaling.files else None
-        with np.load(local[INPUT_EXAMPLE], allow_pickle=False) as example:
-            rows = example["rows"]
-        return log_model(tracking_uri, run_id, local[WEIGHTS], scaler, rows)
+        for name in (WEIGHTS, PREPROCESSING, INPUT_EXAMPLE):
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=tmp,
+                                                tracking_uri=tracking_uri)
+        return log_model_from_folder(tracking_uri, run_id, Path(tmp))
+
+
+def log_model_from_folder(tracking_uri: str, run_id: str, folder: Path) -> LoggedModel:
+    """Log the LoggedModel of run ``run_id`` from ``folder``, which holds its ``weights.npz`` and
+    :func:`save_model_inputs`' files (a single run hands them to the model helper this way)."""
+    with np.load(folder / PREPROCESSING, allow_pickle=False) as scaling:
+        scaler = (scaling["shift"], scaling["scale"]) if "shift" in scaling.files else None
+    with np.load(folder / INPUT_EXAMPLE, allow_pickle=False) as example:
+        rows = example["rows"]
+    return log_model(tracking_uri, run_id, folder / WEIGHTS, scaler, rows)
 
 
 def _signature(weights_path: str | Path, scaler, rows: np.ndarray):

@@ -1,4 +1,4 @@
-"""A helper process that logs a sweep's best LoggedModel, made ready while the jobs train.
+"""A helper process that logs a sweep's best LoggedModel, or a run's, made ready while they train.
 
 Logging the best child's model at the end of a sweep cost 2.8-3.4 s of the driver's time in the
 8-job MNIST sweep of ``bench/sweep_ceiling.py`` (py-spy): importing MLflow (1.55 s), opening
@@ -8,18 +8,24 @@ the lowest CPU priority (nice 19), with the cycles the driver leaves idle, then 
 end the driver sends the best child's run id, goes on with the summary's plots while the
 helper logs the model, and collects the answer.
 
-``python -m nnexp -m`` starts it before Hydra does (:func:`start_early`): while the driver
-composes its config on one core, the other is free, and the helper imports MLflow and rehearses
-a model's save then. It opens the store only once the sweep tells it where
-(:meth:`ModelHelper.start`), so a sweep refused before its store exists leaves no store behind;
-a sweep that logs no model stops it. Started by the sweep callback instead (as a sweep file that
-sets ``hydra.mode`` still does), it got too little idle time in a serial sweep of 8 MNIST jobs:
-its warm-up (about 2 s of CPU) ended after the last job, and the sweep's end waited 1.3-1.7 s for
-it instead of 0.9 s.
+``python -m nnexp`` starts it before Hydra does (:func:`start_early`), for a run or a sweep:
+while the driver composes its config on one core, the other is free, and the helper imports
+MLflow and rehearses a model's save then. It opens the store only once the sweep or run tells
+it where (:meth:`ModelHelper.start`, :func:`take_early`), so a command refused before its store
+exists leaves no store behind; one that logs no model stops it. Started by the sweep callback
+instead, it got too little idle time in a serial sweep of 8 MNIST jobs: its warm-up (about 2 s
+of CPU) ended after the last job, and the sweep's end waited 1.3-1.7 s for it instead of 0.9 s.
+A single run hands it its model's files at its end, and so never imports MLflow itself (unless
+it creates the store): ``python -m nnexp progress=false`` took 2.28-2.48 s instead of
+3.27-3.54 s, and ``python -m nnexp data=mnist epochs=1 progress=false`` 2.77-3.04 s instead of
+4.14-4.54 s (3 alternating runs each, ``/usr/bin/time``). The Python API (:func:`nnexp.app.run`
+called directly) starts no helper and logs its model in its own process.
 
 Protocol, one JSON line each way: for a helper started early, ``{"tracking_uri": ...}`` first;
-then ``{"run_id": ...}`` in; ``{"model_id", "run_id", "local_folder"}`` or ``{"error": "..."}``
-out. The helper leaves at the end of its input, so it never outlives the driver: the driver
+then ``{"run_id": ...}`` (the model from the run's artifacts, a sweep's best child) or
+``{"run_id": ..., "folder": ...}`` (from a folder of :func:`nnexp.tracking.model.save_model_inputs`'
+files and ``weights.npz``, a single run) in; ``{"model_id", "run_id", "local_folder"}`` or
+``{"error": "..."}`` out. The helper leaves at the end of its input, so it never outlives the driver: the driver
 closes it, and the kernel kills it if the driver dies (``PR_SET_PDEATHSIG``).
 """
 
@@ -89,9 +95,10 @@ class ModelHelper:
             return False
         return True
 
-    def ask(self, run_id: str) -> bool:
-        """Ask for the LoggedModel of run ``run_id``; False if the helper is gone."""
-        self.asked = self._send({"run_id": run_id})
+    def ask(self, run_id: str, folder: Path | None = None) -> bool:
+        """Ask for the LoggedModel of run ``run_id``, from its artifacts or from ``folder``
+        (:func:`nnexp.tracking.model.log_model_from_folder`); False if the helper is gone."""
+        self.asked = self._send({"run_id": run_id} | ({"folder": str(folder)} if folder else {}))
         return self.asked
 
     def answer(self, timeout: float = ANSWER_SECONDS):
@@ -121,7 +128,9 @@ class ModelHelper:
         It has nothing the driver still needs: a model it was asked for is in the store before
         it answers, and a helper that was not asked, or did not answer in time, is replaced by
         the driver logging the model itself. Waiting for its interpreter to leave with MLflow
-        loaded took 0.17 s of every sweep's end (py-spy)."""
+        loaded took 0.17 s of every sweep's end (py-spy). Stopping it again does nothing."""
+        if self.process.returncode is not None:   # already stopped and reaped: its pid may be reused
+            return
         for close in (self.process.stdin.close, lambda: os.kill(self.pid, 9)):
             try:
                 close()
@@ -144,8 +153,21 @@ def start_early() -> None:
             atexit.register(stop_early)
 
 
+def take_early(tracking_uri: str) -> ModelHelper | None:
+    """The helper started early, told its store, for a single run's model; None if none was
+    started (the Python API logs its models in its own process). Stopped at exit."""
+    import atexit
+
+    if _early is None:
+        return None
+    helper = ModelHelper.start(tracking_uri)
+    if helper is not None:
+        atexit.register(helper.stop)
+    return helper
+
+
 def stop_early() -> None:
-    """Stop the helper started early if no sweep took it (a sweep that logs no model)."""
+    """Stop the helper started early if no sweep or run took it (one that logs no model)."""
     global _early
     early, _early = _early, None
     if early is not None:
@@ -212,12 +234,14 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri = json.loads(line)["tracking_uri"]
     _quietly(_open_store, tracking_uri)
     from nnexp.errors import one_line
-    from nnexp.tracking.model import log_model_of_run
+    from nnexp.tracking.model import log_model_from_folder, log_model_of_run
 
     for line in sys.stdin:
-        run_id = json.loads(line)["run_id"]
+        request = json.loads(line)
+        run_id = request["run_id"]
         try:
-            model = log_model_of_run(tracking_uri, run_id)
+            model = (log_model_from_folder(tracking_uri, run_id, Path(request["folder"])) if "folder" in request
+                     else log_model_of_run(tracking_uri, run_id))
             reply = {"model_id": model.model_id, "run_id": model.run_id,
                      "local_folder": str(model.local_folder) if model.local_folder else None}
         except Exception as error:  # noqa: BLE001 - told to the driver in one line
