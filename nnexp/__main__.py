@@ -55,7 +55,7 @@ def main() -> None:
     from nnexp.memory_pages import avoid_compaction_stalls
 
     avoid_compaction_stalls()        # before NumPy is imported (see nnexp/memory_pages.py)
-    if _is_multirun(sys.argv[1:]):
+    if _trains(sys.argv[1:]):
         from nnexp.tracking import model_helper
 
         model_helper.start_early()   # imports MLflow on the core Hydra's start leaves idle
@@ -95,10 +95,15 @@ def main() -> None:
         sys.exit(status)
 
 
-def _is_multirun(arguments: list[str]) -> bool:
-    """Whether the command line asks Hydra for a sweep (``-m``, ``--multirun``); a sweep file
-    that sets ``hydra.mode`` is not seen here, and its sweep starts the model helper later."""
-    return any(argument in ("-m", "--multirun") for argument in arguments)
+# Hydra's flags that print something and train nothing
+_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info",
+               "-sc", "--shell-completion")
+
+
+def _trains(arguments: list[str]) -> bool:
+    """Whether the command line may train and log a model: a run or a sweep (a run or sweep that
+    turns out to log none stops the model helper), not ``--help``, ``--cfg`` and the like."""
+    return not any(argument in _INFO_FLAGS for argument in arguments)
 
 
 def _worker_died(error: BaseException) -> str | None:

@@ -212,6 +212,11 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     again: the earlier run's result is returned with status SKIPPED.
     """
     validate(cfg)
+    from nnexp.tracking import model_helper
+
+    logs_model = cfg["mode"] == "train" and cfg["tracking"]["log_model"] and parent_run_id is None
+    if not logs_model and parent_run_id is None:
+        model_helper.stop_early()   # started by `python -m nnexp` for a model this run will not log
     if cfg["mode"] == "gradcheck":
         from nnexp.experiment.gradcheck import run_gradcheck
 
@@ -228,6 +233,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     augment = build.build_augment(cfg, data)
     early_stopping = build.build_early_stopping(cfg)
     store = store or open_experiment(cfg, experiment)
+    # the helper `python -m nnexp` started imports MLflow and opens its store while this trains
+    helper = model_helper.take_early(store.uri) if logs_model else None
     key = config_hash(cfg)
     params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
     for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
@@ -292,7 +299,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         # (nnexp/report/run_figures.py explains why)
         draw_now = parent_run_id is None or cfg["tracking"]["child_figures"] == "all"
         model = _log_artifacts(mlflow_run, cfg, net, data, numbers if draw_now else None,
-                               log_model=cfg["tracking"]["log_model"] and parent_run_id is None)
+                               log_model=logs_model, helper=helper)
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
@@ -338,10 +345,12 @@ def _diagnostics(cfg, net, data):
     return EpochDiagnostics(net, every_for(cfg["diagnostics"], data.train[0].shape[0], cfg["batch_size"]))
 
 
-def _log_artifacts(mlflow_run, cfg, net, data, numbers, *, log_model: bool):
+def _log_artifacts(mlflow_run, cfg, net, data, numbers, *, log_model: bool, helper=None):
     """config.yaml, weights.npz, the run's figures (``numbers``: what they are drawn from, or
     None to leave them to the sweep) and (optionally) the LoggedModel, which takes raw
-    features (:func:`nnexp.tracking.model.log_model`); returns the LoggedModel or None."""
+    features (:func:`nnexp.tracking.model.log_model`), logged by ``helper`` (a
+    :class:`~nnexp.tracking.model_helper.ModelHelper`) if it can, else here; returns the
+    LoggedModel or None."""
     import yaml
 
     from nnexp.report import run_figures
@@ -363,5 +372,25 @@ def _log_artifacts(mlflow_run, cfg, net, data, numbers, *, log_model: bool):
             return None
 
         mlflow_run.flush()   # the model records the run's metrics at log time
-        return log_logged_model(mlflow_run.store.uri, mlflow_run.run_id, weights, data.scaler,
-                                data.raw_example)
+        model = _model_by_helper(helper, mlflow_run.run_id, weights, data) if helper is not None else None
+        return model or log_logged_model(mlflow_run.store.uri, mlflow_run.run_id, weights, data.scaler,
+                                         data.raw_example)
+
+
+def _model_by_helper(helper, run_id: str, weights: Path, data):
+    """The LoggedModel of run ``run_id`` logged by the model helper from a folder of its inputs,
+    or None if the helper failed or is gone (the caller then logs it, and reports any error)."""
+    import shutil
+
+    from nnexp.tracking.model import WEIGHTS, save_model_inputs
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="nnexp-model-inputs-") as tmp:
+            inputs = Path(tmp)
+            shutil.copyfile(weights, inputs / WEIGHTS)
+            save_model_inputs(inputs, data.scaler, data.raw_example)
+            return helper.answer() if helper.ask(run_id, inputs) else None
+    except Exception:  # noqa: BLE001 - the helper is an optimisation
+        return None
+    finally:
+        helper.stop()

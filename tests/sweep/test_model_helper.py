@@ -1,7 +1,8 @@
 """The model helper (nnexp/tracking/model_helper.py) through the command line: a sweep's best
-LoggedModel is logged by it, the driver logs it itself when the helper is gone, the helper
-never outlives a killed driver, the one ``-m`` starts before Hydra is stopped by a sweep
-that logs no model, and it only takes CPU the jobs leave idle."""
+LoggedModel and a single run's model are logged by it, the driver logs them itself when the
+helper is gone, the helper never outlives a killed driver, the one ``python -m nnexp`` starts
+before Hydra is stopped by a sweep or run that logs no model, and it only takes CPU the jobs
+leave idle."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from nnexp.sweep.tags import TAG_BEST_MODEL
 from tests.reliability.helpers import (
     LONG_RUN,
+    QUICK,
     client_for,
     isolated_env,
     model_helper_pids,
@@ -52,7 +54,11 @@ def _stat(pid: int) -> list[str]:
 
 
 def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nnexp", "-m", *args], cwd=tmp_path,
+    return _nnexp(tmp_path, "-m", *args)
+
+
+def _nnexp(tmp_path: Path, *args: str, python_flags: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *python_flags, "-m", "nnexp", *args], cwd=tmp_path,
                             env=isolated_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -101,15 +107,16 @@ def test_the_helper_dies_with_a_killed_driver(tmp_path):
     assert not _alive(helper), f"the model helper {helper} outlived its killed driver"
 
 
-def test_a_sweep_that_logs_no_model_stops_the_helper_started_before_hydra(tmp_path):
-    sweep = _sweep(tmp_path, *LONG_RUN, "seed=0,1")     # LONG_RUN: tracking.log_model=false
-    helper = _helper_of(sweep.pid)                       # started by -m, before the config is known
+@pytest.mark.parametrize("command", [("-m", "seed=0,1"), ()], ids=["sweep", "single run"])
+def test_a_command_that_logs_no_model_stops_the_helper_started_before_hydra(tmp_path, command):
+    process = _nnexp(tmp_path, *command, *LONG_RUN)       # LONG_RUN: tracking.log_model=false
+    helper = _helper_of(process.pid)                       # started before the config is known
     try:
-        wait_for_epochs(tmp_path / "mlflow.db", sweep, n=2)
-        assert not _alive(helper), "the early model helper outlived the start of a sweep without a model"
+        wait_for_epochs(tmp_path / "mlflow.db", process, n=2)
+        assert not _alive(helper), "the early model helper outlived the start of a command without a model"
     finally:
-        sweep.kill()
-        sweep.communicate(timeout=30)
+        process.kill()
+        process.communicate(timeout=30)
 
 
 def test_the_helper_yields_the_cpu_to_the_jobs(tmp_path):
@@ -133,3 +140,41 @@ def test_the_helper_yields_the_cpu_to_the_jobs(tmp_path):
     finally:
         sweep.kill()
         sweep.communicate(timeout=30)
+
+
+def test_a_single_run_logs_its_model_through_the_helper_without_importing_mlflow(tmp_path):
+    """The run's own process never imports MLflow (``-X importtime`` lists the driver's imports,
+    not the helper's): the LoggedModel in the store can only be the helper's. (The first run in
+    a folder imports MLflow to create the store: one run without a model makes it first.)"""
+    first = _nnexp(tmp_path, "data=spiral", *QUICK)
+    assert first.communicate(timeout=120) and first.returncode == 0
+    run = _nnexp(tmp_path, "data=spiral", "epochs=5", "progress=false", python_flags=("-X", "importtime"))
+    helper = _helper_of(run.pid)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-3000:]
+    imported = [line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    assert "nnexp.app" in imported and not [m for m in imported if m.split(".")[0] == "mlflow"]
+    assert not _alive(helper)
+    client, (model,) = _logged_models(tmp_path)
+    assert f"runs:/{model.source_run_id}/model" in out
+    assert client.get_run(model.source_run_id).info.status == "FINISHED"
+    # (tests/tracking/test_logged_model.py loads a single run's model and predicts with it)
+
+
+def test_a_single_run_whose_helper_died_logs_its_model_itself(tmp_path):
+    run = _nnexp(tmp_path, "data=spiral", "epochs=60", "data.n_per_class=2000", "early_stopping=off",
+                 "progress=false", "diagnostics=off")
+    os.kill(_helper_of(run.pid), signal.SIGKILL)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert "predict with its model" in out and "warning" not in err
+    _, models = _logged_models(tmp_path)
+    assert len(models) == 1
+
+
+def test_help_starts_no_helper(tmp_path):
+    run = _nnexp(tmp_path, "--help", python_flags=("-X", "importtime"))
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0 and "python -m nnexp optimizer=adam" in out
+    imported = [line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    assert "hydra" in imported and "nnexp.tracking.model_helper" not in imported
