@@ -134,8 +134,8 @@ def wait_for_epochs(db: Path, process: subprocess.Popen, n: int = 1, timeout: fl
 
 
 def model_helper_pids(driver: int) -> list[int]:
-    """Live model helpers (nnexp/tracking/model_helper.py) of the sweep whose driver is process
-    ``driver``: found by the driver's pid, the helper's last argument, which still names the
+    """Live model helpers (nnexp/tracking/model_helper.py) of the run or sweep whose driver is
+    process ``driver``: found by the driver's pid, the helper's last argument, which still names the
     driver after the helper has been reparented (a zombie has no command line left)."""
     found = []
     for entry in Path("/proc").iterdir():

@@ -53,6 +53,12 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def _imported(importtime_output: str) -> list[str]:
+    """The modules ``python -X importtime`` reports importing, from its standard error."""
+    return [line.split("|")[-1].strip() for line in importtime_output.splitlines()
+            if line.startswith("import time:")]
+
+
 def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
     return _nnexp(tmp_path, "-m", *args)
 
@@ -83,10 +89,21 @@ def test_a_sweep_with_its_helper_logs_the_best_childs_model_and_the_helper_leave
     # (tests/tracking/test_logged_model.py loads the sweep's best model and predicts with it)
 
 
+def _kill_the_helper_once_training(process: subprocess.Popen, tmp_path: Path) -> None:
+    """SIGKILL the helper the run or sweep has taken (once epochs are logged: an early helper
+    killed before that is replaced by a new one), and check that no other helper starts."""
+    wait_for_epochs(tmp_path / "mlflow.db", process, n=2)
+    killed = _helper_of(process.pid)
+    os.kill(killed, signal.SIGKILL)
+    while process.poll() is None:   # (the killed one is listed until it has died)
+        assert set(model_helper_pids(process.pid)) <= {killed}, "a new model helper replaced the killed one"
+        time.sleep(0.05)
+
+
 def test_a_dead_helper_leaves_the_model_to_the_driver(tmp_path):
     sweep = _sweep(tmp_path, "data=spiral", "epochs=60", "data.n_per_class=2000", "early_stopping=off",
                    "progress=false", "diagnostics=off", "lr=0.01,0.001")
-    os.kill(_helper_of(sweep.pid), signal.SIGKILL)
+    _kill_the_helper_once_training(sweep, tmp_path)
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err
     assert "sweep: 2 jobs: 2 finished" in out and "predict with the best child's model" in out
@@ -147,12 +164,13 @@ def test_a_single_run_logs_its_model_through_the_helper_without_importing_mlflow
     not the helper's): the LoggedModel in the store can only be the helper's. (The first run in
     a folder imports MLflow to create the store: one run without a model makes it first.)"""
     first = _nnexp(tmp_path, "data=spiral", *QUICK)
-    assert first.communicate(timeout=120) and first.returncode == 0
+    first.communicate(timeout=120)
+    assert first.returncode == 0
     run = _nnexp(tmp_path, "data=spiral", "epochs=5", "progress=false", python_flags=("-X", "importtime"))
     helper = _helper_of(run.pid)
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-3000:]
-    imported = [line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    imported = _imported(err)
     assert "nnexp.app" in imported and not [m for m in imported if m.split(".")[0] == "mlflow"]
     assert not _alive(helper)
     client, (model,) = _logged_models(tmp_path)
@@ -164,7 +182,7 @@ def test_a_single_run_logs_its_model_through_the_helper_without_importing_mlflow
 def test_a_single_run_whose_helper_died_logs_its_model_itself(tmp_path):
     run = _nnexp(tmp_path, "data=spiral", "epochs=60", "data.n_per_class=2000", "early_stopping=off",
                  "progress=false", "diagnostics=off")
-    os.kill(_helper_of(run.pid), signal.SIGKILL)
+    _kill_the_helper_once_training(run, tmp_path)
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     assert "predict with its model" in out and "warning" not in err
@@ -176,5 +194,5 @@ def test_help_starts_no_helper(tmp_path):
     run = _nnexp(tmp_path, "--help", python_flags=("-X", "importtime"))
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0 and "python -m nnexp optimizer=adam" in out
-    imported = [line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    imported = _imported(err)
     assert "hydra" in imported and "nnexp.tracking.model_helper" not in imported
