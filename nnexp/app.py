@@ -215,7 +215,7 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     from nnexp.tracking import model_helper
 
     logs_model = cfg["mode"] == "train" and cfg["tracking"]["log_model"] and parent_run_id is None
-    if not logs_model and parent_run_id is None:
+    if not logs_model:   # (a sweep's jobs: the sweep took or stopped it before they started)
         model_helper.stop_early()   # started by `python -m nnexp` for a model this run will not log
     if cfg["mode"] == "gradcheck":
         from nnexp.experiment.gradcheck import run_gradcheck
@@ -233,8 +233,6 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     augment = build.build_augment(cfg, data)
     early_stopping = build.build_early_stopping(cfg)
     store = store or open_experiment(cfg, experiment)
-    # the helper `python -m nnexp` started imports MLflow and opens its store while this trains
-    helper = model_helper.take_early(store.uri) if logs_model else None
     key = config_hash(cfg)
     params = flatten(cfg) | {f"group.{k}": v for k, v in (choices or {}).items()}
     for name in params:   # MLflow's naming rules, checked before a run exists (both writers)
@@ -243,6 +241,8 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         earlier = find_finished_run(store, key)
         if earlier is not None:
             return earlier
+    # the helper `python -m nnexp` started opens MLflow's store while this trains
+    helper = model_helper.take_early(store.uri) if logs_model else None
 
     # -- the run: from here on, every way out ends it -------------------------------------------
     tags = {"nnexp.version": nnexp.__version__, "nnexp.mode": "train",

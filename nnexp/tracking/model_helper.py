@@ -25,8 +25,8 @@ Protocol, one JSON line each way: for a helper started early, ``{"tracking_uri":
 then ``{"run_id": ...}`` (the model from the run's artifacts, a sweep's best child) or
 ``{"run_id": ..., "folder": ...}`` (from a folder of :func:`nnexp.tracking.model.save_model_inputs`'
 files and ``weights.npz``, a single run) in; ``{"model_id", "run_id", "local_folder"}`` or
-``{"error": "..."}`` out. The helper leaves at the end of its input, so it never outlives the driver: the driver
-closes it, and the kernel kills it if the driver dies (``PR_SET_PDEATHSIG``).
+``{"error": "..."}`` out. The helper leaves at the end of its input, so it never outlives the
+driver: the driver closes it, and the kernel kills it if the driver dies (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
