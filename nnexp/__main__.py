@@ -67,7 +67,7 @@ def main() -> None:
     # Let Hydra's exceptions reach us so that we can print them in one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from nnexp import cli, outcome
-    from nnexp.errors import one_line
+    from nnexp.errors import interrupt_behind, one_line
     from nnexp.sweep import SweepAborted
 
     with outcome.recording() as out:
@@ -83,6 +83,8 @@ def main() -> None:
         except Exception as error:  # noqa: BLE001 - reported in one line, traceback on request
             from nnexp.config import unknown_override
 
+            if (interrupt := interrupt_behind(error)) is not None:
+                _interrupted(out, interrupt)
             message = _worker_died(error) or unknown_override(error) or one_line(error)
             _end_parent(out, "FAILED", f"sweep stopped: {message}")
             if debug:
@@ -187,4 +189,10 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt:
+        _interrupted_at_start()
+    except Exception as error:
+        from nnexp.errors import interrupt_behind
+
+        if interrupt_behind(error) is None:
+            raise
         _interrupted_at_start()

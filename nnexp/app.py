@@ -20,6 +20,7 @@ from typing import Any
 
 import nnexp
 from nnexp.config import flatten, validate
+from nnexp.errors import interrupt_behind
 
 TAG_CONFIG_HASH = "nnexp.config_hash"
 UNHASHED_KEYS = {"progress", "tracking.resume", "tracking.run_name", "tracking.log_model",
@@ -307,14 +308,18 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
         predict = model.predict_command(store.uri, tracking.default_uri()) if model else ""
         return RunResult(mlflow_run.run_id, status, history.stop_reason, metrics,
                          store.experiment_name, store.uri, predict)
-    except KeyboardInterrupt as interrupt:
-        reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
-        with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
-            mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
-            mlflow_run.end("KILLED", error=reason)
-        interrupt.nnexp_run_id = mlflow_run.run_id
-        raise
     except BaseException as error:
+        # an interrupt a library's clean-up turned into another error is still an interrupt
+        interrupt = interrupt_behind(error)
+        if interrupt is not None:
+            reason = str(interrupt) or "interrupted by SIGINT (Ctrl-C)"
+            with tracking.interrupts_held():  # a second Ctrl-C must not leave the run RUNNING
+                mlflow_run.set_tags({tracking.TAG_STOP_REASON: "killed"})
+                mlflow_run.end("KILLED", error=reason)
+            interrupt.nnexp_run_id = mlflow_run.run_id
+            if interrupt is error:
+                raise
+            raise interrupt from error
         mlflow_run.end("FAILED", error=f"{type(error).__name__}: {error}")
         error.nnexp_run_id = mlflow_run.run_id
         raise

@@ -45,3 +45,25 @@ def one_line(error: BaseException) -> str:
         if first not in text:
             text = f"{text} ({first})"
     return text or type(error).__name__
+
+
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM / SIGHUP turned interrupt) that ``error`` hides, else None.
+
+    A signal that arrives inside a library's ``try``/``finally`` can make the clean-up fail on
+    the half-built state it left: OmegaConf's ``flag_override`` then raises ``AttributeError``
+    during the interrupt, and Hydra wraps that in ``ConfigCompositionException``. The interrupt
+    survives as a ``__context__`` or ``__cause__`` further down the chain, even where
+    ``raise ... from`` hid it from the traceback.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        if isinstance(link, KeyboardInterrupt):
+            return link
+        pending += [link.__cause__, link.__context__]
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from nnexp.errors import interrupt_behind
 from nnexp.sweep import identity, preflight, tags, workers
 from nnexp.sweep.context import JobContext, _quoted, absolute_uri
 from nnexp.sweep.signals import InterruptHandlers
@@ -43,6 +44,11 @@ def _abort_on_error(hook):
         try:
             hook(self, config, **kwargs)
         except Exception as error:  # noqa: BLE001 - re-raised past Hydra's callback guard
+            # a Ctrl-C that a library's failing clean-up turned into this error stays a Ctrl-C
+            # (re-raising the error later would replace the context that still names it)
+            interrupt = interrupt_behind(error)
+            if interrupt is not None:
+                raise interrupt from error
             raise SweepAborted(error) from error
 
     return guarded

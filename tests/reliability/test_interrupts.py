@@ -113,6 +113,63 @@ def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
     assert model_helper_pids(process.pid) == []
 
 
+# A Ctrl-C arriving inside a library's try/finally, whose clean-up then fails on the state the
+# interrupt left half-built: what OmegaConf's flag_override did in CI when the signal came 0.4 s
+# into a sweep (an AttributeError, wrapped by Hydra in ConfigCompositionException).
+_MASKED_INTERRUPT = """
+import runpy, sys
+import {module} as target
+
+def cut_short(*args, **kwargs):
+    try:
+        raise KeyboardInterrupt
+    finally:
+        None._invalidate_flags_cache()   # the clean-up fails: AttributeError hides the interrupt
+
+setattr({owner}, {name!r}, cut_short)
+sys.argv = ["nnexp", *{args!r}]
+runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
+"""
+
+
+def _nnexp_with_masked_interrupt(workdir, module: str, owner: str, name: str, *args: str):
+    code = _MASKED_INTERRUPT.format(module=module, owner=owner, name=name, args=[*args, *QUICK])
+    return subprocess.run([sys.executable, "-c", code], cwd=workdir, env=isolated_env(workdir),
+                          capture_output=True, text=True, timeout=300)
+
+
+COMPOSING = ("hydra._internal.config_loader_impl", "target.ConfigLoaderImpl", "_load_configuration_impl")
+CHECKING_THE_SWEEP = ("nnexp.sweep.preflight", "target", "check_sweep_composes")
+
+
+@pytest.mark.parametrize("where, args", [(COMPOSING, ()), (COMPOSING, ("-m", "lr=0.1,0.01")),
+                                         (CHECKING_THE_SWEEP, ("-m", "lr=0.1,0.01"))],
+                         ids=["run-composing", "sweep-composing", "sweep-checking-its-jobs"])
+def test_an_interrupt_hidden_by_a_failing_clean_up_during_composition_is_still_an_interrupt(
+        migrated_store, where, args):
+    """Was: ``nnexp: error (AttributeError): 'NoneType' object has no attribute
+    '_invalidate_flags_cache'``, exit 1, for a Ctrl-C during Hydra's composition, or while the
+    sweep's callback composed its jobs to check them (the callback re-raised the error, and the
+    re-raise replaced the context that named the interrupt)."""
+    before = (migrated_store / "mlruns" / "mlflow.db").read_bytes()
+    result = _nnexp_with_masked_interrupt(migrated_store, *where, *args)
+    assert result.returncode == 130, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "nnexp: interrupted; no run had been created yet, so nothing was recorded"]
+    assert (migrated_store / "mlruns" / "mlflow.db").read_bytes() == before
+
+
+def test_an_interrupt_hidden_by_a_failing_clean_up_in_a_run_ends_it_killed(migrated_store):
+    """Inside a run the same hidden interrupt ended the run FAILED with the clean-up's error."""
+    result = _nnexp_with_masked_interrupt(migrated_store, "nnexp.app", "target", "final_metrics")
+    assert result.returncode == 130, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "nnexp: interrupted; the run was ended as KILLED with every epoch logged so far"]
+    (run,) = all_runs(client_for(migrated_store))
+    assert run.info.status == "KILLED"
+    assert run.data.tags["nnexp.stop_reason"] == "killed"
+
+
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):
     """People press Ctrl-C more than once: the later ones arrive while the run is being closed
     and must not leave it RUNNING."""
