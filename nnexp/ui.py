@@ -7,6 +7,11 @@ makes the server start several seconds sooner.
 MLflow 3.17's UI opens an experiment on its GenAI traces overview unless told otherwise; the
 URL parameter ``workflowType=machine_learning`` (read by the UI's workflow switch) opens it on
 the runs table, so the URLs printed here carry it, one per experiment of a SQLite store.
+
+``mlflow ui`` runs in this process, through MLflow's own command line (``mlflow.cli``, what the
+``mlflow`` script calls). A Ctrl-C while it imports and starts (2-4 s) used to print MLflow's
+half-finished import as a 30-45 line traceback; here it ends the command with one line and exit
+status 130. Once the server runs, MLflow forwards Ctrl-C and SIGTERM to it for a clean shutdown.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import argparse
 import contextlib
 import ipaddress
 import os
-import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -23,12 +28,26 @@ import sys
 WORKFLOW = "workflowType=machine_learning"
 
 
-def command(uri: str, host: str, port: int) -> list[str]:
-    """The ``mlflow ui`` command line for ``uri``."""
-    mlflow = shutil.which("mlflow")
-    launcher = [mlflow] if mlflow else [sys.executable, "-m", "mlflow"]
-    return [*launcher, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-            "--workers", "1"]
+def ui_arguments(uri: str, host: str, port: int) -> list[str]:
+    """The arguments of ``mlflow ui`` for ``uri``."""
+    return ["ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    """SIGINT before MLflow's server installs its own handler (which forwards it to the server)."""
+    try:
+        print("nnexp.ui: interrupted while the MLflow UI was starting; nothing was served", file=sys.stderr)
+        sys.stderr.flush()
+    finally:
+        os._exit(128 + signal.SIGINT)
+
+
+def serve(arguments: list[str]) -> None:
+    """Run ``mlflow <arguments>`` in this process; returns when the server has stopped."""
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    from mlflow.cli import cli
+
+    cli.main(args=arguments, prog_name="mlflow")
 
 
 def store_with_runs(uri: str | None) -> str:
@@ -132,13 +151,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"nnexp.ui: warning: --host {args.host} makes the UI reachable from other machines, and it "
               f"has no authentication: anyone who reaches it can read and delete runs", file=sys.stderr)
     replay_before_serving(uri)
-    cmd = command(uri, args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     urls = experiment_urls(uri, f"http://{host}:{args.port}")
     print(f"MLflow UI for {uri} (Ctrl-C to stop); the runs of each experiment:", flush=True)
     print("\n".join(f"  {url}" for url in urls), flush=True)
-    os.execv(cmd[0], cmd)
+    serve(ui_arguments(uri, args.host, args.port))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:   # before the server started (its replay of pending records included)
+        _interrupted_while_starting(signal.SIGINT, None)

@@ -4,12 +4,14 @@ a SIGKILLed run's RUNNING record is marked FAILED by the next invocation or by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +240,82 @@ def test_cleanup_command_marks_stale_runs_of_every_experiment(migrated_store):
     again = subprocess.run([sys.executable, "-m", "nnexp.tracking", "cleanup"], cwd=migrated_store,
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "no stale runs" in again.stdout
+
+
+# -- python -m nnexp.ui ---------------------------------------------------------------------------
+
+def _start_ui(workdir) -> subprocess.Popen:
+    with socket.socket() as probe:   # a free port on the loopback interface
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "nnexp.ui", "--port", str(port)], cwd=workdir,
+                               env=isolated_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    process.port = port
+    return process
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid`` (the UI's server among them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Whatever the test left of the UI's process group, by the group's id."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("after", [0.2, 0.6, 1.2])
+def test_ctrl_c_while_the_ui_starts_says_so_in_one_line(migrated_store, after):
+    """MLflow's server takes 2-4 s to import and start; a Ctrl-C meanwhile printed the import
+    under way as a 30-45 line traceback (and the process died of the signal)."""
+    ui = _start_ui(migrated_store)
+    try:
+        time.sleep(after)
+        os.killpg(ui.pid, signal.SIGINT)
+        _, stderr = ui.communicate(timeout=60)
+        assert ui.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert [line for line in stderr.splitlines() if line.strip()][-1] == (
+            "nnexp.ui: interrupted while the MLflow UI was starting; nothing was served")
+        assert _group_members(ui.pid) == []
+    finally:
+        _stop_group(ui)
+
+
+def test_ctrl_c_to_the_serving_ui_stops_its_server_too(migrated_store):
+    """Once the server answers, a SIGINT to the command's own process (``kill -INT <pid>``, not
+    the group) reaches the server through MLflow's forwarding: it shuts down and none of the
+    command's processes is left behind."""
+    import urllib.request
+
+    ui = _start_ui(migrated_store)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, ui.stderr.read()
+                time.sleep(0.3)
+        os.kill(ui.pid, signal.SIGINT)
+        _, stderr = ui.communicate(timeout=60)
+        assert ui.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        assert _group_members(ui.pid) == []
+    finally:
+        _stop_group(ui)
