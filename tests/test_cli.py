@@ -99,29 +99,18 @@ def test_diverged_run_exits_3_and_is_failed(workdir):
 
 
 def test_ui_command_serves_the_store_and_its_pictures(workdir):
-    import socket
-    import time
     import urllib.request
+
+    from tests.infra.services import answers_health, free_port, wait_until
 
     run_cli("epochs=2", "tracking.log_model=false", cwd=workdir, check=True)
     client, run = only_run(workdir)
-    with socket.socket() as probe:  # a free port on the loopback interface
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "nnexp.ui", "--port", str(port)], cwd=workdir,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise AssertionError(f"UI did not start: {server.stdout.read1(4000)!r}")
-                time.sleep(0.5)
+        wait_until(lambda: answers_health(base), 90, "nnexp.ui", server)
         url = f"{base}/get-artifact?path=learning_curves.png&run_uuid={run.info.run_id}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -59,6 +59,16 @@ def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | No
     raise RuntimeError(f"{what} did not come up in {timeout:.0f} s\n{tail}")
 
 
+def answers_health(base_url: str) -> bool:
+    """Whether the MLflow server at ``base_url`` (``mlflow server`` or ``nnexp.ui``) answers
+    ``/health`` with 200."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -170,11 +180,7 @@ class MlflowServer:
         return self
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return answers_health(self.url)
 
     def client_env(self) -> dict[str, str]:
         """What a job needs to log to this server: its URI and the user's credentials."""

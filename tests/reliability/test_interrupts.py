@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.services import answers_health, free_port, wait_until
 from tests.reliability.helpers import (
     EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, history, isolated_env, model_helper_pids,
     wait_for_epochs,
@@ -245,9 +246,7 @@ def test_cleanup_command_marks_stale_runs_of_every_experiment(migrated_store):
 # -- python -m nnexp.ui ---------------------------------------------------------------------------
 
 def _start_ui(workdir) -> subprocess.Popen:
-    with socket.socket() as probe:   # a free port on the loopback interface
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "nnexp.ui", "--port", str(port)], cwd=workdir,
                                env=isolated_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
@@ -299,19 +298,9 @@ def test_ctrl_c_to_the_serving_ui_stops_its_server_too(migrated_store):
     """Once the server answers, a SIGINT to the command's own process (``kill -INT <pid>``, not
     the group) reaches the server through MLflow's forwarding: it shuts down and none of the
     command's processes is left behind."""
-    import urllib.request
-
     ui = _start_ui(migrated_store)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui.port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, ui.stderr.read()
-                time.sleep(0.3)
+        wait_until(lambda: answers_health(f"http://127.0.0.1:{ui.port}"), 90, "nnexp.ui", ui)
         os.kill(ui.pid, signal.SIGINT)
         _, stderr = ui.communicate(timeout=60)
         assert ui.returncode == 0, stderr
