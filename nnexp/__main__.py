@@ -185,6 +185,16 @@ def _interrupted_at_start() -> None:
     _exit_now(EXIT_SIGNAL_BASE + signal.SIGINT)
 
 
+def _ignore_signals_from_here() -> None:
+    """The command's work is over (recorded, reported, its status decided); what is left is the
+    interpreter's exit: the exit hooks and its teardown, ~20 ms. Python puts the signals' default
+    actions back for the teardown, so a Ctrl-C there killed the process by the signal (status -2
+    to its parent, no line said why), and in an exit hook it printed a traceback. Ignored, the
+    command ends with the status it decided. (Python leaves an ignored signal ignored.)"""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 if __name__ == "__main__":
     try:
         main()
@@ -196,3 +206,5 @@ if __name__ == "__main__":
         if interrupt_behind(error) is None:
             raise
         _interrupted_at_start()
+    finally:
+        _ignore_signals_from_here()
