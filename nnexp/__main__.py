@@ -69,6 +69,10 @@ def main() -> None:
     from nnexp import cli, outcome
     from nnexp.errors import interrupt_behind, one_line
     from nnexp.sweep import SweepAborted
+    from nnexp.sweep.signals import noting_int_handler
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not where SIGINT is ignored
+        signal.signal(signal.SIGINT, noting_int_handler)   # a swallowed Ctrl-C still ends the run
 
     with outcome.recording() as out:
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import nnexp
 from nnexp.config import flatten, validate
-from nnexp.errors import interrupt_behind
+from nnexp.errors import interrupt_behind, raise_hidden_interrupt
 
 TAG_CONFIG_HASH = "nnexp.config_hash"
 UNHASHED_KEYS = {"progress", "tracking.resume", "tracking.run_name", "tracking.log_model",
@@ -183,9 +183,10 @@ def _install_sigterm_handler():
     handlers (None outside the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    from nnexp.sweep.signals import REASONS
+    from nnexp.sweep.signals import REASONS, note
 
     def handler(signum, frame):
+        note(signum)
         raise Terminated(REASONS[signum], signum)
 
     return {signum: signal.signal(signum, handler) for signum in ENDING_SIGNALS}
@@ -303,6 +304,9 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
                                log_model=logs_model, helper=helper)
         diverged = history.stop_reason == "diverged"
         status = "FAILED" if diverged else "FINISHED"
+        from nnexp.sweep.signals import raise_if_swallowed
+
+        raise_if_swallowed()   # a Ctrl-C that a library swallowed still ends the run KILLED
         mlflow_run.end(status, error=f"diverged at epoch {history.epochs_run}: non-finite loss "
                                      f"(try a smaller lr)" if diverged else None)
         predict = model.predict_command(store.uri, tracking.default_uri()) if model else ""
@@ -326,6 +330,10 @@ def run(cfg: Mapping[str, Any], *, overrides: Sequence[str] = (), choices: Mappi
     finally:
         for signum, handler in (old_handler or {}).items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if old_handler is not None:   # the run's handlers are down: what they noted was this run's
+            from nnexp.sweep.signals import forget
+
+            forget()
 
 
 def final_metrics(net, data, history):
@@ -395,7 +403,8 @@ def _model_by_helper(helper, run_id: str, weights: Path, data):
             shutil.copyfile(weights, inputs / WEIGHTS)
             save_model_inputs(inputs, data.scaler, data.raw_example)
             return helper.answer() if helper.ask(run_id, inputs) else None
-    except Exception:  # noqa: BLE001 - the helper is an optimisation
+    except Exception as error:  # noqa: BLE001 - the helper is an optimisation
+        raise_hidden_interrupt(error)
         return None
     finally:
         helper.stop()

@@ -67,3 +67,16 @@ def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
             return link
         pending += [link.__cause__, link.__context__]
     return None
+
+
+def raise_hidden_interrupt(error: BaseException) -> None:
+    """Raise the interrupt ``error`` hides (:func:`interrupt_behind`), if any.
+
+    For the places that catch ``Exception`` to carry on without something optional (a figure,
+    the model helper): without this, a Ctrl-C that arrived in there as, say, the ``RuntimeError``
+    Python makes of an error in ``__set_name__`` (while Pillow was imported) became a warning,
+    and the run went on to finish as if nobody had pressed it.
+    """
+    interrupt = interrupt_behind(error)
+    if interrupt is not None:
+        raise interrupt from error

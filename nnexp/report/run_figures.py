@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnexp.errors import raise_hidden_interrupt
+
 # the confusion matrix's counts and class names, as JSON: small enough for a tag (MLflow keeps
 # up to 8,000 characters), so that both backends read it with the run's other tags
 TAG_CONFUSION = "nnexp.confusion_matrix"
@@ -79,6 +81,7 @@ def draw(numbers: RunNumbers, folder: Path) -> list[Path]:
             drawing(folder / name)
             written.append(folder / name)
         except Exception as error:  # noqa: BLE001 - a picture must not change how the run ended
+            raise_hidden_interrupt(error)   # ... but a Ctrl-C does
             _warn(name, error)
     return written
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from nnexp.errors import interrupt_behind
 from nnexp.sweep import identity, preflight, tags, workers
 from nnexp.sweep.context import JobContext, _quoted, absolute_uri
-from nnexp.sweep.signals import InterruptHandlers
+from nnexp.sweep.signals import InterruptHandlers, raise_if_swallowed
 from nnexp.sweep.streams import tolerate_closed_stdout
 
 
@@ -210,6 +210,7 @@ class SweepCallback(Callback):
         out, parent = outcome.current(), self.parent
         if parent is None:
             return
+        interrupted = False
         try:
             helper = self.model_helper
 
@@ -226,12 +227,17 @@ class SweepCallback(Callback):
                 predict = summary.log_best_model(parent, best, helper)   # once, for the best child only
             counts = out.summary["counts"]
             status = "FAILED" if counts["jobs"] and counts["failed"] == counts["jobs"] else "FINISHED"
+            raise_if_swallowed()   # a Ctrl-C that a library swallowed still ends the sweep KILLED
             parent.end(status, error=None if status == "FINISHED" else "every job of the sweep failed")
             print(summary.format_counts(out.summary), flush=True)
             if predict:
                 print(f"predict with the best child's model: {predict}", flush=True)
         except BaseException as error:
-            parent.end("FAILED", error=f"summary failed: {type(error).__name__}: {error}")
+            # a Ctrl-C while the summary is drawn or logged: __main__ ends the parent KILLED and
+            # says so, as for one during the jobs (it was ended FAILED, "summary failed")
+            interrupted = interrupt_behind(error) is not None
+            if not interrupted:
+                parent.end("FAILED", error=f"summary failed: {type(error).__name__}: {error}")
             raise
         finally:
             if self.model_helper is not None:
@@ -239,6 +245,7 @@ class SweepCallback(Callback):
 
                 self.model_helper.stop()
                 atexit.unregister(self.model_helper.stop)
-            out.parent = None
+            if not interrupted:
+                out.parent = None
             sys.stdout.flush()
             _leave_ray(jobs_returned)

@@ -57,6 +57,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnexp.errors import raise_hidden_interrupt
+
 # configs kept between validation and launch; each is ~20 KB pickled, a few hundred KB as objects
 KEEP_AT_MOST = 512
 # templates kept for derivation: one per distinct set of group choices (and other overrides)
@@ -140,8 +142,8 @@ class ComposedOnce(ConfigLoader):
         if key in _templates:
             try:
                 return _derive(_templates[key], master_config, parsed, values)
-            except Exception:   # noqa: BLE001 - Hydra's own composition says what is wrong
-                pass
+            except Exception as error:   # noqa: BLE001 - Hydra's own composition says what is wrong
+                raise_hidden_interrupt(error)
         config = self.loader.load_sweep_config(master_config, list(overrides))
         if self._fits(config, [parsed[i].key_or_group for i in values]):
             while len(_templates) >= TEMPLATES_AT_MOST:     # a long-lived worker's older sweeps
@@ -155,7 +157,8 @@ class ComposedOnce(ConfigLoader):
         the overrides do not parse (Hydra's composition says why)."""
         try:
             parsed = OverridesParser.create().parse_overrides(list(overrides))
-        except Exception:   # noqa: BLE001
+        except Exception as error:   # noqa: BLE001
+            raise_hidden_interrupt(error)
             return None
         keys = [override.key_or_group for override in parsed]
         values = [index for index, override in enumerate(parsed)
@@ -180,7 +183,8 @@ class ComposedOnce(ConfigLoader):
                 return False
             try:
                 value = OmegaConf.select(config, key, throw_on_missing=False)
-            except Exception:   # noqa: BLE001 - an interpolation that does not resolve yet
+            except Exception as error:   # noqa: BLE001 - an interpolation that does not resolve yet
+                raise_hidden_interrupt(error)
                 return False
             if isinstance(value, (DictConfig, ListConfig)):
                 return False

@@ -11,7 +11,7 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.errors import ConfigError
+from nnexp.errors import ConfigError, raise_hidden_interrupt
 
 # Overrides that change only how a sweep is shown or recorded, not what it computes: they are
 # left out of the sweep's identity, so `tracking.resume=true` finds the sweep run without it.
@@ -79,7 +79,8 @@ def _data_options(config: DictConfig) -> list[str] | None:
         if _key(override) in ("data", "data.name") and override.is_sweep_override():
             try:
                 return [str(v) for v in override.sweep_iterator()]
-            except Exception:  # noqa: BLE001 - an interval or glob: the values are not listed
+            except Exception as error:  # noqa: BLE001 - an interval or glob: the values are not listed
+                raise_hidden_interrupt(error)
                 return ["several"]
     value = _params(config).get("data") or _params(config).get("data.name")
     if value is None:

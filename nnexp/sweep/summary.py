@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nnexp.errors import raise_hidden_interrupt
+
 # Columns of the comparison table, after the swept parameters.
 SCORE_COLUMNS = ("best_val_loss", "test_acc", "test_loss", "best_epoch", "epochs_run")
 # Outcomes a sweep counts, from each job's (status, stop_reason).
@@ -253,6 +255,7 @@ def draw_best_figures(parent, best: Mapping[str, Any]) -> list[str]:
     try:
         return draw_into_run(backend, found[0])
     except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without them
+        raise_hidden_interrupt(error)
         print(f"nnexp: warning: the best child's figures were not drawn ({one_line(error)}); "
               f"python -m nnexp.report {best['run_id']} draws them", file=sys.stderr, flush=True)
         return []
@@ -296,6 +299,7 @@ def log_best_model(parent, best: Mapping[str, Any], helper=None) -> str | None:
         if model is None:   # no helper, or it failed: log it here
             model = log_model_of_run(store.uri, best["run_id"])
     except Exception as error:  # noqa: BLE001 - the sweep's runs and summary are complete without it
+        raise_hidden_interrupt(error)
         print(f"nnexp: warning: the best child's model was not logged ({one_line(error)}); its "
               f"weights.npz is among its artifacts", file=sys.stderr, flush=True)
         return None
@@ -308,7 +312,8 @@ def _helpers_answer(helper):
     """The model helper's LoggedModel, or None if it failed (the caller logs the model itself)."""
     try:
         return helper.answer()
-    except Exception:  # noqa: BLE001 - the helper is an optimisation
+    except Exception as error:  # noqa: BLE001 - the helper is an optimisation
+        raise_hidden_interrupt(error)
         return None
 
 

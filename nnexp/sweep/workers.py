@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnexp.errors import raise_hidden_interrupt
+
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                          "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 # how long the driver waits for interrupted workers to close their runs before killing them
@@ -87,8 +89,8 @@ def prepare_worker(figures: bool = True, data: dict | None = None) -> int:
     if data is not None:
         try:   # what another seed can use again stays in nnexp.data.kept
             nnexp.app.load_data(data, reuse=True)
-        except Exception:  # noqa: BLE001, S110 - the job itself reports what is wrong with its data
-            pass
+        except Exception as error:  # noqa: BLE001 - the job itself reports what is wrong with its data
+            raise_hidden_interrupt(error)
     return os.getpid()
 
 

@@ -127,7 +127,8 @@ def cut_short(*args, **kwargs):
     try:
         raise KeyboardInterrupt
     finally:
-        None._invalidate_flags_cache()   # the clean-up fails: AttributeError hides the interrupt
+        if {hide}:
+            None._invalidate_flags_cache()   # the clean-up fails: AttributeError hides the interrupt
 
 setattr({owner}, {name!r}, cut_short)
 sys.argv = ["nnexp", *{args!r}]
@@ -135,8 +136,10 @@ runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
 """
 
 
-def _nnexp_with_masked_interrupt(workdir, module: str, owner: str, name: str, *args: str):
-    code = _MASKED_INTERRUPT.format(module=module, owner=owner, name=name, args=[*args, *QUICK])
+def _nnexp_with_masked_interrupt(workdir, module: str, owner: str, name: str, *args: str, hide: bool = True):
+    """``python -m nnexp *args`` whose ``owner.name`` (in ``module``) is interrupted as it is
+    called; the interrupt is hidden behind a failing clean-up unless ``hide`` is false."""
+    code = _MASKED_INTERRUPT.format(module=module, owner=owner, name=name, args=[*args, *QUICK], hide=hide)
     return subprocess.run([sys.executable, "-c", code], cwd=workdir, env=isolated_env(workdir),
                           capture_output=True, text=True, timeout=300)
 
@@ -171,6 +174,74 @@ def test_an_interrupt_hidden_by_a_failing_clean_up_in_a_run_ends_it_killed(migra
     (run,) = all_runs(client_for(migrated_store))
     assert run.info.status == "KILLED"
     assert run.data.tags["nnexp.stop_reason"] == "killed"
+
+
+DRAWING = ("nnexp.plots", "target", "learning_curves")
+
+
+def test_an_interrupt_hidden_while_a_figure_is_drawn_ends_the_run_killed(migrated_store):
+    """A figure that cannot be drawn is a warning and the run ends as it would have; a Ctrl-C
+    that arrived while one was drawn, hidden in an error (Python wraps an error in
+    ``__set_name__`` in a RuntimeError: seen while matplotlib imported Pillow), was taken for
+    such a figure: one warning line, and the run FINISHED with exit status 0."""
+    result = _nnexp_with_masked_interrupt(migrated_store, *DRAWING)
+    assert result.returncode == 130, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "nnexp: interrupted; the run was ended as KILLED with every epoch logged so far"]
+    (run,) = all_runs(client_for(migrated_store))
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("hide", [True, False], ids=["hidden", "plain"])
+def test_an_interrupt_while_a_sweeps_summary_draws_ends_the_sweep_killed(migrated_store, hide):
+    """The sweep draws its best child's figures at the end. A Ctrl-C there, hidden, was taken
+    for a figure that cannot be drawn (a warning, the parent FINISHED, exit 0); a plain one
+    ended the parent FAILED ("summary failed: KeyboardInterrupt") and the line said no run had
+    been created. Now: the parent KILLED (its children had FINISHED), exit 130."""
+    result = _nnexp_with_masked_interrupt(migrated_store, *DRAWING, "-m", "lr=0.1,0.01", hide=hide)
+    assert result.returncode == 130, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nnexp: interrupted; the sweep's parent"), result.stderr
+    runs = all_runs(client_for(migrated_store))
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert sorted(child.info.status for child in children) == ["FINISHED", "FINISHED"]
+
+
+# A real SIGINT that a library swallows: what matplotlib's import did when the interrupt came
+# as the RuntimeError of an error in __set_name__, and what Python does with an interrupt in a
+# weakref callback (both seen by the soak, tests/reliability/interrupt_soak.py).
+_SWALLOWED_INTERRUPT = """
+import os, runpy, signal, sys, time
+import nnexp.plots
+
+def swallowing(*args, **kwargs):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)   # delivered here
+    except BaseException:
+        pass
+
+nnexp.plots.learning_curves = swallowing
+sys.argv = ["nnexp", *{args!r}]
+runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-m", "lr=0.1,0.01")], ids=["run", "sweep"])
+def test_a_ctrl_c_that_a_library_swallows_still_ends_the_run_killed(migrated_store, args):
+    """Was: the run (or the sweep's parent) FINISHED, exit 0, as if nobody had pressed Ctrl-C."""
+    code = _SWALLOWED_INTERRUPT.format(args=[*args, *QUICK])
+    result = subprocess.run([sys.executable, "-c", code], cwd=migrated_store, env=isolated_env(migrated_store),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    told = "the sweep's parent and its started runs were" if args else "the run was"
+    assert lines == [f"nnexp: interrupted; {told} ended as KILLED with every epoch logged so far"], result.stderr
+    runs = all_runs(client_for(migrated_store))
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert [parent.info.status for parent in parents] == ["KILLED"]
 
 
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):
