@@ -210,6 +210,9 @@ class SweepCallback(Callback):
         out, parent = outcome.current(), self.parent
         if parent is None:
             return
+        # the jobs are over (no worker to stop), but a signal during the summary must still end
+        # the parent KILLED: SIGTERM's and SIGHUP's default actions would leave it RUNNING
+        summary_handlers = InterruptHandlers().install()
         interrupted = False
         try:
             helper = self.model_helper
@@ -240,6 +243,7 @@ class SweepCallback(Callback):
                 parent.end("FAILED", error=f"summary failed: {type(error).__name__}: {error}")
             raise
         finally:
+            summary_handlers.restore()
             if self.model_helper is not None:
                 import atexit
 

@@ -244,6 +244,39 @@ def test_a_ctrl_c_that_a_library_swallows_still_ends_the_run_killed(migrated_sto
     assert [parent.info.status for parent in parents] == ["KILLED"]
 
 
+_SIGNAL_WHILE_DRAWING = """
+import os, runpy, signal, sys, time
+import nnexp.plots
+
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), {signum})
+    time.sleep(2)   # delivered here
+
+nnexp.plots.learning_curves = signalled
+sys.argv = ["nnexp", *{args!r}]
+runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("signum, status, message", [
+    (signal.SIGTERM, 143, "nnexp: terminated by SIGTERM;"),
+    (signal.SIGHUP, 129, "nnexp: hung up (SIGHUP: the terminal or session closed);"),
+], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_while_a_sweep_draws_its_summary_ends_the_parent_killed(migrated_store, signum, status, message):
+    """The sweep took its signal handlers down before its summary, so a SIGTERM there (a
+    scheduler's) killed the process at once and left the parent RUNNING."""
+    code = _SIGNAL_WHILE_DRAWING.format(signum=int(signum), args=["-m", "lr=0.1,0.01", *QUICK])
+    result = subprocess.run([sys.executable, "-c", code], cwd=migrated_store, env=isolated_env(migrated_store),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == status, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{message} the sweep's parent"), result.stderr
+    runs = all_runs(client_for(migrated_store))
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert sorted(run.info.status for run in runs if run not in parents) == ["FINISHED", "FINISHED"]
+
+
 def test_repeated_ctrl_c_still_ends_the_run(migrated_store):
     """People press Ctrl-C more than once: the later ones arrive while the run is being closed
     and must not leave it RUNNING."""
