@@ -19,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from nnexp.errors import interrupt_behind
+from nnexp.errors import interrupt_behind, raise_hidden_interrupt
 from nnexp.sweep import identity, preflight, tags, workers
 from nnexp.sweep.context import JobContext, _quoted, absolute_uri
 from nnexp.sweep.signals import InterruptHandlers, raise_if_swallowed
@@ -46,9 +46,7 @@ def _abort_on_error(hook):
         except Exception as error:  # noqa: BLE001 - re-raised past Hydra's callback guard
             # a Ctrl-C that a library's failing clean-up turned into this error stays a Ctrl-C
             # (re-raising the error later would replace the context that still names it)
-            interrupt = interrupt_behind(error)
-            if interrupt is not None:
-                raise interrupt from error
+            raise_hidden_interrupt(error)
             raise SweepAborted(error) from error
 
     return guarded
