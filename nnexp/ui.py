@@ -9,9 +9,9 @@ URL parameter ``workflowType=machine_learning`` (read by the UI's workflow switc
 the runs table, so the URLs printed here carry it, one per experiment of a SQLite store.
 
 ``mlflow ui`` runs in this process, through MLflow's own command line (``mlflow.cli``, what the
-``mlflow`` script calls). A Ctrl-C while it imports and starts (2-4 s) used to print MLflow's
-half-finished import as a 30-45 line traceback; here it ends the command with one line and exit
-status 130. Once the server runs, MLflow forwards Ctrl-C and SIGTERM to it for a clean shutdown.
+``mlflow`` script calls). A Ctrl-C while it imports and starts (it answered after 4.1-4.4 s
+here) used to print MLflow's half-finished import as a 29-45 line traceback; here it ends the
+command with one line and exit status 130. Once the server runs, MLflow forwards Ctrl-C and SIGTERM to it for a clean shutdown.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import signal
 import socket
 import sqlite3
 import sys
+
+from nnexp.outcome import EXIT_SIGNAL_BASE
 
 WORKFLOW = "workflowType=machine_learning"
 
@@ -39,7 +41,7 @@ def _interrupted_while_starting(signum, frame) -> None:
         print("nnexp.ui: interrupted while the MLflow UI was starting; nothing was served", file=sys.stderr)
         sys.stderr.flush()
     finally:
-        os._exit(128 + signal.SIGINT)
+        os._exit(EXIT_SIGNAL_BASE + signal.SIGINT)
 
 
 def serve(arguments: list[str]) -> None:
