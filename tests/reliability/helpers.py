@@ -61,9 +61,14 @@ def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-empty lines a command wrote on standard error."""
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The single non-empty stderr line of a failed command (asserted to be the only one)."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(result.stderr)
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("nnexp: error"), lines[0]
@@ -131,6 +136,28 @@ def wait_for_epochs(db: Path, process: subprocess.Popen, n: int = 1, timeout: fl
             return count
         time.sleep(0.05)
     raise AssertionError(f"no {n} epochs logged within {timeout} s")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (after the command name, which may hold spaces):
+    [0] state, [2] process group, [3] session, [16] nice; None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and (stat := proc_stat(int(entry.name))) is not None
+            and int(stat[2]) == pgid and stat[0] != "Z"]
 
 
 def model_helper_pids(driver: int) -> list[int]:

@@ -11,14 +11,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.infra.services import answers_health, free_port, wait_until
 from tests.reliability.helpers import (
-    EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, history, isolated_env, model_helper_pids,
-    wait_for_epochs,
+    EPOCH_METRICS, LONG_RUN, QUICK, all_runs, client_for, group_members, history, isolated_env,
+    model_helper_pids, stderr_lines, wait_for_epochs,
 )
 
 pytestmark = pytest.mark.slow
@@ -70,7 +69,7 @@ def test_signal_during_training_kills_the_run_at_once(migrated_store, signum, st
     seconds, stderr = interrupt(process, signum)
     assert process.returncode == status, stderr
     assert seconds < EXIT_WITHIN, seconds
-    assert [line for line in stderr.splitlines() if line.strip()] == [
+    assert stderr_lines(stderr) == [
         f"{message} the run was ended as KILLED with every epoch logged so far"]
     assert_killed_with_every_epoch(migrated_store, logged, reason)
 
@@ -90,7 +89,7 @@ def test_ctrl_c_while_the_data_loads_says_no_run_was_created(migrated_store):
     time.sleep(0.5)
     _, stderr = interrupt(process, signal.SIGINT)
     assert process.returncode == 130, stderr
-    assert [line for line in stderr.splitlines() if line.strip()] == [
+    assert stderr_lines(stderr) == [
         "nnexp: interrupted; no run had been created yet, so nothing was recorded"]
     assert (migrated_store / "mlruns" / "mlflow.db").read_bytes() == before
     assert all_runs(client_for(migrated_store)) == []
@@ -108,7 +107,7 @@ def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = stderr_lines(stderr)
     assert len(lines) == 1 and lines[0].startswith("nnexp: interrupted; "), stderr
     deadline = time.monotonic() + 5
     while model_helper_pids(process.pid) and time.monotonic() < deadline:
@@ -120,7 +119,6 @@ def test_ctrl_c_during_start_up_says_so_in_one_line(migrated_store, after):
 # interrupt left half-built: what OmegaConf's flag_override did in CI when the signal came 0.4 s
 # into a sweep (an AttributeError, wrapped by Hydra in ConfigCompositionException).
 _MASKED_INTERRUPT = """
-import runpy, sys
 import {module} as target
 
 def cut_short(*args, **kwargs):
@@ -131,17 +129,22 @@ def cut_short(*args, **kwargs):
             None._invalidate_flags_cache()   # the clean-up fails: AttributeError hides the interrupt
 
 setattr({owner}, {name!r}, cut_short)
-sys.argv = ["nnexp", *{args!r}]
-runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
 """
+
+
+def _nnexp_after(workdir, prelude: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m nnexp *args QUICK`` in ``workdir``, in an interpreter that runs ``prelude``
+    (code that patches what the test interrupts) first."""
+    code = f"{prelude}\nimport runpy, sys\nsys.argv = ['nnexp', *{[*args, *QUICK]!r}]\n" \
+           "runpy.run_module('nnexp', run_name='__main__', alter_sys=True)\n"
+    return subprocess.run([sys.executable, "-c", code], cwd=workdir, env=isolated_env(workdir),
+                          capture_output=True, text=True, timeout=300)
 
 
 def _nnexp_with_masked_interrupt(workdir, module: str, owner: str, name: str, *args: str, hide: bool = True):
     """``python -m nnexp *args`` whose ``owner.name`` (in ``module``) is interrupted as it is
     called; the interrupt is hidden behind a failing clean-up unless ``hide`` is false."""
-    code = _MASKED_INTERRUPT.format(module=module, owner=owner, name=name, args=[*args, *QUICK], hide=hide)
-    return subprocess.run([sys.executable, "-c", code], cwd=workdir, env=isolated_env(workdir),
-                          capture_output=True, text=True, timeout=300)
+    return _nnexp_after(workdir, _MASKED_INTERRUPT.format(module=module, owner=owner, name=name, hide=hide), *args)
 
 
 COMPOSING = ("hydra._internal.config_loader_impl", "target.ConfigLoaderImpl", "_load_configuration_impl")
@@ -160,7 +163,7 @@ def test_an_interrupt_hidden_by_a_failing_clean_up_during_composition_is_still_a
     before = (migrated_store / "mlruns" / "mlflow.db").read_bytes()
     result = _nnexp_with_masked_interrupt(migrated_store, *where, *args)
     assert result.returncode == 130, result.stderr
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+    assert stderr_lines(result.stderr) == [
         "nnexp: interrupted; no run had been created yet, so nothing was recorded"]
     assert (migrated_store / "mlruns" / "mlflow.db").read_bytes() == before
 
@@ -169,7 +172,7 @@ def test_an_interrupt_hidden_by_a_failing_clean_up_in_a_run_ends_it_killed(migra
     """Inside a run the same hidden interrupt ended the run FAILED with the clean-up's error."""
     result = _nnexp_with_masked_interrupt(migrated_store, "nnexp.app", "target", "final_metrics")
     assert result.returncode == 130, result.stderr
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+    assert stderr_lines(result.stderr) == [
         "nnexp: interrupted; the run was ended as KILLED with every epoch logged so far"]
     (run,) = all_runs(client_for(migrated_store))
     assert run.info.status == "KILLED"
@@ -186,7 +189,7 @@ def test_an_interrupt_hidden_while_a_figure_is_drawn_ends_the_run_killed(migrate
     such a figure: one warning line, and the run FINISHED with exit status 0."""
     result = _nnexp_with_masked_interrupt(migrated_store, *DRAWING)
     assert result.returncode == 130, result.stderr
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+    assert stderr_lines(result.stderr) == [
         "nnexp: interrupted; the run was ended as KILLED with every epoch logged so far"]
     (run,) = all_runs(client_for(migrated_store))
     assert run.info.status == "KILLED"
@@ -200,7 +203,7 @@ def test_an_interrupt_while_a_sweeps_summary_draws_ends_the_sweep_killed(migrate
     been created. Now: the parent KILLED (its children had FINISHED), exit 130."""
     result = _nnexp_with_masked_interrupt(migrated_store, *DRAWING, "-m", "lr=0.1,0.01", hide=hide)
     assert result.returncode == 130, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("nnexp: interrupted; the sweep's parent"), result.stderr
     runs = all_runs(client_for(migrated_store))
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
@@ -209,53 +212,38 @@ def test_an_interrupt_while_a_sweeps_summary_draws_ends_the_sweep_killed(migrate
     assert sorted(child.info.status for child in children) == ["FINISHED", "FINISHED"]
 
 
-# A real SIGINT that a library swallows: what matplotlib's import did when the interrupt came
-# as the RuntimeError of an error in __set_name__, and what Python does with an interrupt in a
-# weakref callback (both seen by the soak, tests/reliability/interrupt_soak.py).
-_SWALLOWED_INTERRUPT = """
-import os, runpy, signal, sys, time
+# A real signal to the process while a figure is drawn; ``swallow`` catches what it raises, as
+# matplotlib's import did when the interrupt came as the RuntimeError of an error in
+# __set_name__, and as Python does with an interrupt in a weakref callback (both seen by the
+# soak, tests/reliability/interrupt_soak.py).
+_SIGNAL_WHILE_DRAWING = """
+import os, signal, time
 import nnexp.plots
 
-def swallowing(*args, **kwargs):
+def signalled(*args, **kwargs):
     try:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), {signum})
         time.sleep(2)   # delivered here
     except BaseException:
-        pass
+        if not {swallow}:
+            raise
 
-nnexp.plots.learning_curves = swallowing
-sys.argv = ["nnexp", *{args!r}]
-runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
+nnexp.plots.learning_curves = signalled
 """
 
 
 @pytest.mark.parametrize("args", [(), ("-m", "lr=0.1,0.01")], ids=["run", "sweep"])
 def test_a_ctrl_c_that_a_library_swallows_still_ends_the_run_killed(migrated_store, args):
     """Was: the run (or the sweep's parent) FINISHED, exit 0, as if nobody had pressed Ctrl-C."""
-    code = _SWALLOWED_INTERRUPT.format(args=[*args, *QUICK])
-    result = subprocess.run([sys.executable, "-c", code], cwd=migrated_store, env=isolated_env(migrated_store),
-                            capture_output=True, text=True, timeout=300)
+    result = _nnexp_after(migrated_store, _SIGNAL_WHILE_DRAWING.format(signum=int(signal.SIGINT), swallow=True),
+                          *args)
     assert result.returncode == 130, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(result.stderr)
     told = "the sweep's parent and its started runs were" if args else "the run was"
     assert lines == [f"nnexp: interrupted; {told} ended as KILLED with every epoch logged so far"], result.stderr
     runs = all_runs(client_for(migrated_store))
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert [parent.info.status for parent in parents] == ["KILLED"]
-
-
-_SIGNAL_WHILE_DRAWING = """
-import os, runpy, signal, sys, time
-import nnexp.plots
-
-def signalled(*args, **kwargs):
-    os.kill(os.getpid(), {signum})
-    time.sleep(2)   # delivered here
-
-nnexp.plots.learning_curves = signalled
-sys.argv = ["nnexp", *{args!r}]
-runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
-"""
 
 
 @pytest.mark.parametrize("signum, status, message", [
@@ -265,11 +253,10 @@ runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
 def test_a_signal_while_a_sweep_draws_its_summary_ends_the_parent_killed(migrated_store, signum, status, message):
     """The sweep took its signal handlers down before its summary, so a SIGTERM there (a
     scheduler's) killed the process at once and left the parent RUNNING."""
-    code = _SIGNAL_WHILE_DRAWING.format(signum=int(signum), args=["-m", "lr=0.1,0.01", *QUICK])
-    result = subprocess.run([sys.executable, "-c", code], cwd=migrated_store, env=isolated_env(migrated_store),
-                            capture_output=True, text=True, timeout=300)
+    result = _nnexp_after(migrated_store, _SIGNAL_WHILE_DRAWING.format(signum=int(signum), swallow=False),
+                          "-m", "lr=0.1,0.01")
     assert result.returncode == status, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith(f"{message} the sweep's parent"), result.stderr
     runs = all_runs(client_for(migrated_store))
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
@@ -358,21 +345,6 @@ def _start_ui(workdir) -> subprocess.Popen:
     return process
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid`` (the UI's server among them)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
 def _stop_group(process: subprocess.Popen) -> None:
     """Whatever the test left of the UI's process group, by the group's id."""
     with contextlib.suppress(ProcessLookupError):
@@ -391,9 +363,9 @@ def test_ctrl_c_while_the_ui_starts_says_so_in_one_line(migrated_store, after):
         _, stderr = ui.communicate(timeout=60)
         assert ui.returncode == 130, stderr
         assert "Traceback" not in stderr
-        assert [line for line in stderr.splitlines() if line.strip()][-1] == (
+        assert stderr_lines(stderr)[-1] == (
             "nnexp.ui: interrupted while the MLflow UI was starting; nothing was served")
-        assert _group_members(ui.pid) == []
+        assert group_members(ui.pid) == []
     finally:
         _stop_group(ui)
 
@@ -409,7 +381,7 @@ def test_ctrl_c_to_the_serving_ui_stops_its_server_too(migrated_store):
         _, stderr = ui.communicate(timeout=60)
         assert ui.returncode == 0, stderr
         assert "Traceback" not in stderr
-        assert _group_members(ui.pid) == []
+        assert group_members(ui.pid) == []
     finally:
         _stop_group(ui)
 
@@ -420,7 +392,7 @@ def test_ctrl_c_to_the_serving_ui_stops_its_server_too(migrated_store):
 # actions back: garbage with a finalizer, left by the last exit hook to run (the first registered,
 # so after nnexp's gc.freeze, which would otherwise keep it from being collected).
 _SIGNAL_IN_TEARDOWN = """
-import atexit, os, runpy, signal, sys
+import atexit, os, signal
 
 class SignalInTeardown:
     # bound now: the module's globals may be gone by the time this runs
@@ -432,8 +404,6 @@ def leave_garbage():
     cycle.itself = cycle   # unreachable only by a collection: the teardown's
 
 atexit.register(leave_garbage)
-sys.argv = ["nnexp", *{args!r}]
-runpy.run_module("nnexp", run_name="__main__", alter_sys=True)
 """
 
 
@@ -442,9 +412,7 @@ def test_a_ctrl_c_in_the_interpreters_teardown_changes_nothing(migrated_store, a
     """A Ctrl-C in the last milliseconds, once everything was recorded, killed the process by
     the signal (status -2 to its parent, no line said why); found by interrupting runs and sweeps
     at random times (2 of 300). Now the command ends as it would have."""
-    code = _SIGNAL_IN_TEARDOWN.format(args=[*args, *QUICK])
-    result = subprocess.run([sys.executable, "-c", code], cwd=migrated_store, env=isolated_env(migrated_store),
-                            capture_output=True, text=True, timeout=300)
+    result = _nnexp_after(migrated_store, _SIGNAL_IN_TEARDOWN, *args)
     assert result.returncode == 0, result.stderr
     runs = all_runs(client_for(migrated_store))
     assert runs and {run.info.status for run in runs} == {"FINISHED"}

@@ -19,9 +19,11 @@ from nnexp.sweep.tags import TAG_BEST_MODEL
 from tests.reliability.helpers import (
     LONG_RUN,
     QUICK,
+    alive,
     client_for,
     isolated_env,
     model_helper_pids,
+    proc_stat,
     wait_for_epochs,
 )
 
@@ -37,20 +39,6 @@ def _helper_of(driver: int, timeout: float = 30) -> int:
             return found[0]
         time.sleep(0.05)
     raise AssertionError(f"no model helper under process {driver}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _stat(pid: int) -> list[str]:
-    """Fields 3.. of ``/proc/<pid>/stat`` (after the command name): [0] state, [2] process group,
-    [3] session, [16] nice."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _imported(importtime_output: str) -> list[str]:
@@ -80,7 +68,7 @@ def test_a_sweep_with_its_helper_logs_the_best_childs_model_and_the_helper_leave
     helper = _helper_of(sweep.pid)
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err
-    assert not _alive(helper)
+    assert not alive(helper)
     client, (model,) = _logged_models(tmp_path)
     parent = next(r for r in client.search_runs([model.experiment_id]) if r.data.tags.get("nnexp.sweep") == "parent")
     assert model.source_run_id == parent.data.tags["nnexp.best_run_id"]
@@ -119,9 +107,9 @@ def test_the_helper_dies_with_a_killed_driver(tmp_path):
     os.kill(sweep.pid, signal.SIGKILL)
     sweep.communicate(timeout=30)
     deadline = time.monotonic() + 5
-    while _alive(helper) and time.monotonic() < deadline:
+    while alive(helper) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(helper), f"the model helper {helper} outlived its killed driver"
+    assert not alive(helper), f"the model helper {helper} outlived its killed driver"
 
 
 @pytest.mark.parametrize("command", [("-m", "seed=0,1"), ()], ids=["sweep", "single run"])
@@ -130,7 +118,7 @@ def test_a_command_that_logs_no_model_stops_the_helper_started_before_hydra(tmp_
     helper = _helper_of(process.pid)                       # started before the config is known
     try:
         wait_for_epochs(tmp_path / "mlflow.db", process, n=2)
-        assert not _alive(helper), "the early model helper outlived the start of a command without a model"
+        assert not alive(helper), "the early model helper outlived the start of a command without a model"
     finally:
         process.kill()
         process.communicate(timeout=30)
@@ -152,9 +140,9 @@ def test_the_helper_yields_the_cpu_to_the_jobs(tmp_path):
     try:
         helper = _helper_of(sweep.pid)
         deadline = time.monotonic() + 10
-        while int(_stat(helper)[16]) != 19 and time.monotonic() < deadline:   # set as it starts
+        while int(proc_stat(helper)[16]) != 19 and time.monotonic() < deadline:   # set as it starts
             time.sleep(0.05)
-        driver, ours = _stat(sweep.pid), _stat(helper)
+        driver, ours = proc_stat(sweep.pid), proc_stat(helper)
         assert ours[16] == "19"
         assert ours[3] == driver[3], "the helper has a session (and autogroup) of its own"
         assert ours[2] != driver[2], "the helper shares the sweep's process group (a Ctrl-C reaches it)"
@@ -179,7 +167,7 @@ def test_a_single_run_logs_its_model_through_the_helper_without_importing_mlflow
     assert run.returncode == 0, err[-3000:]
     imported = _imported(err)
     assert "nnexp.app" in imported and not [m for m in imported if m.split(".")[0] == "mlflow"]
-    assert not _alive(helper)
+    assert not alive(helper)
     client, (model,) = _logged_models(tmp_path)
     assert f"runs:/{model.source_run_id}/model" in out
     assert client.get_run(model.source_run_id).info.status == "FINISHED"

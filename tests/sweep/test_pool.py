@@ -15,8 +15,8 @@ import pytest
 
 from nnexp.sweep import pool
 from tests.conftest import default_db
-from tests.reliability.helpers import all_runs, client_for, isolated_env
-from tests.sweep.test_sweep_interrupts import alive, wait_for_runs_training
+from tests.reliability.helpers import alive, all_runs, client_for, isolated_env
+from tests.sweep.test_sweep_interrupts import wait_for_runs_training
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,9 @@ import time
 import pytest
 
 from tests.conftest import default_db
-from tests.reliability.helpers import EPOCH_METRICS, LONG_RUN, all_runs, client_for, history, isolated_env
+from tests.reliability.helpers import (
+    EPOCH_METRICS, LONG_RUN, alive, all_runs, client_for, history, isolated_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +45,6 @@ def wait_for_runs_training(db, process, n_runs: int, timeout: float = 120) -> No
             return
         time.sleep(0.05)
     raise AssertionError(f"{n_runs} runs not training within {timeout} s")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def assert_all_killed(workdir, expected_children: int):
